@@ -1,0 +1,345 @@
+"""How faithful and how fast is the Simulator? Prints tables and writes JSON.
+
+    python benchmarks/simulator_fidelity.py            # full run (~10 min on 2 CPU cores)
+    python benchmarks/simulator_fidelity.py --quick    # one metric, fewer repeats
+
+Sections
+1. Paper world: a Simulator over ``surrogate_runs.pkl`` (the stand-in for the paper's 472 runs,
+   with eval noise), queried at 2,000 Dirichlet(1) mixtures per scale at steps 2,000, 6,000 and
+   19,500, against the noise-free truth (the paper's MLP, ``paper_surrogate_mlp.npz``): R^2 and
+   Spearman per (scale, steps), for StackExchange, CommonCrawl and Github CE.
+   Side by side: a naive pooled ARD GP over (mixture, log scale, log steps) fitted on a random
+   subsample of 1,000 (run, step) points; and the *ceiling* of the same interpolant when the
+   table is replaced by noise-free truth at the same 454 mixtures (once with the table's runs
+   cut short, once complete), which separates what eval noise and truncation cost from what the
+   coverage of mixtures allows.
+2. RegMix (real runs): built from the 512 training runs at ~1M parameters, predicting the 256
+   test mixtures' Pile-CC loss; side by side, a plain ARD GP on raw weights.
+3. Speed: construction time on the 454 non-empty runs; compile time and steady-state
+   queries/s (median of repeats) at batch sizes 10^3..10^6 on this machine's CPU.
+Goals (issue 2): paper world R^2 >= 0.95 and Spearman >= 0.97 at every scale and step;
+RegMix Spearman >= 0.99 and R^2 >= 0.97; >= 1,000,000 queries/s at batch 100,000;
+construction < 30 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import tinygp
+from scipy.stats import spearmanr
+
+import recipes_jax as rj
+from recipes_jax import gp
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DATA = os.environ.get("RECIPES_JAX_DATA", os.path.join(HERE, "..", "..", "shared", "data"))
+METRICS = [
+    "eval/RedPajamaStackExchange/CrossEntropyLoss",
+    "eval/RedPajamaCommonCrawl/CrossEntropyLoss",
+    "eval/RedPajamaGithub/CrossEntropyLoss",
+]
+STEPS = (2000, 6000, 19500)
+
+
+def r2(pred, true):
+    return float(1 - np.mean((pred - true) ** 2) / np.var(true))
+
+
+def scores(pred, true):
+    return {"r2": r2(pred, true), "spearman": float(spearmanr(pred, true)[0])}
+
+
+# ---------------------------------------------------------------------------- reference GP
+def plain_ard_gp(X, y, Xq, *, seed=0):
+    """Exact GP, ARD squared-exponential (tinygp), constant mean, ML-II hyperparameters."""
+    X, y, Xq = (jnp.asarray(a, jnp.float64) for a in (X, y, Xq))
+    mu, sd = y.mean(), y.std()
+    ys = (y - mu) / sd
+    ones = jnp.ones((len(ys), 1))
+    D = X.shape[1]
+
+    def kernel(p):
+        return jnp.exp(p[D]) * tinygp.transforms.Linear(
+            jnp.exp(-p[:D]), tinygp.kernels.ExpSquared()
+        )
+
+    def loss(p):
+        K = kernel(p)(X, X)
+        noise = jnp.full(len(ys), jnp.exp(p[D + 1]) + 1e-6)
+        return gp.reml_nll(K, noise, ys, jnp.ones(len(ys), bool), ones)[0] / len(ys)
+
+    p0 = jnp.concatenate([jnp.log(X.std(0) + 1e-3), jnp.array([0.0, np.log(0.05)])])
+    p, _ = gp.minimize_from_starts(loss, [p0], max_steps=200)
+    K = kernel(p)(X, X)
+    noise = jnp.full(len(ys), jnp.exp(p[D + 1]) + 1e-6)
+    _, aux = gp.reml_nll(K, noise, ys, jnp.ones(len(ys), bool), ones)
+    return np.asarray((aux["beta"][0] + kernel(p)(Xq, X) @ aux["alpha"]) * sd + mu)
+
+
+# ---------------------------------------------------------------------------- sections
+def paper_world(metrics, n_queries, reference: bool):
+    table = rj.RunTable.from_paper_pickle(os.path.join(DATA, "surrogate_runs.pkl"), trusted=True)
+    world = rj.worlds.paper_mlp(os.path.join(DATA, "paper_surrogate_mlp.npz"))
+    rng = np.random.default_rng(0)
+    queries = {m: rng.dirichlet(np.ones(5), n_queries) for m in world.space.scales}
+    results = {}
+    for metric in metrics:
+        t0 = time.perf_counter()
+        sim = rj.Simulator(table, metric)
+        build_s = time.perf_counter() - t0
+        truth = jax.jit(world.truth(metric))
+        ours, ref = {}, {}
+        ref_pred = _reference_paper_gp(table, metric, queries) if reference else None
+        for steps in STEPS:
+            for scale, w in queries.items():
+                m, s = np.full(len(w), scale), np.full(len(w), float(steps))
+                true = np.asarray(truth(w, m, s))
+                ours[f"{scale:g}M@{steps}"] = scores(np.asarray(sim(w, m, s)), true)
+                if reference:
+                    ref[f"{scale:g}M@{steps}"] = scores(ref_pred[(scale, steps)], true)
+        results[metric] = {
+            "construction_s": build_s,
+            "fit_timings_s": sim.info["timings"],
+            "noise_sd_estimated": sim.info["noise_sd"],
+            "simulator": ours,
+            "worst_r2": min(v["r2"] for v in ours.values()),
+            "worst_spearman": min(v["spearman"] for v in ours.values()),
+        }
+        if reference:
+            results[metric]["naive_pooled_gp"] = ref
+            results[metric]["naive_worst_r2"] = min(v["r2"] for v in ref.values())
+            results[metric]["naive_worst_spearman"] = min(v["spearman"] for v in ref.values())
+    return results
+
+
+def _reference_paper_gp(table, metric, queries, n_points=1000):
+    values, mask = table.curve(metric)
+    r, j = np.nonzero(mask)
+    pick = np.random.default_rng(1).choice(len(r), n_points, replace=False)
+    r, j = r[pick], j[pick]
+
+    def features(w, m, s):
+        return np.concatenate([w, np.log(m)[:, None], np.log(s)[:, None]], axis=1)
+
+    X = features(table.mixtures[r], table.scales[r], table.steps[j].astype(float))
+    keys = [(scale, steps) for steps in STEPS for scale in queries]
+    Xq = np.concatenate(
+        [
+            features(queries[m], np.full(len(queries[m]), m), np.full(len(queries[m]), float(s)))
+            for m, s in keys
+        ]
+    )
+    with jax.enable_x64(True):
+        pred = plain_ard_gp(X, values[r, j], Xq)
+    n = len(next(iter(queries.values())))
+    return {k: pred[i * n : (i + 1) * n] for i, k in enumerate(keys)}
+
+
+def ceiling(metrics, n_queries):
+    """Worst R^2 / Spearman when the table holds noise-free truth at the same runs."""
+    table = rj.RunTable.from_paper_pickle(os.path.join(DATA, "surrogate_runs.pkl"), trusted=True)
+    table = table.select_runs(table.mask.any(axis=(1, 2)))
+    world = rj.worlds.paper_mlp(os.path.join(DATA, "paper_surrogate_mlp.npz"))
+    R, S = table.num_runs, table.num_steps
+    w = np.repeat(table.mixtures, S, axis=0)
+    m = np.repeat(table.scales, S)
+    s = np.tile(table.steps.astype(np.float64), R)
+    rng = np.random.default_rng(0)
+    queries = {sc: rng.dirichlet(np.ones(5), n_queries) for sc in world.space.scales}
+    out = {}
+    for metric in metrics:
+        with jax.enable_x64(True):
+            exact = np.asarray(world.truth(metric)(w, m, s)).reshape(R, S)
+        truth = jax.jit(world.truth(metric))
+        for label, mask in [
+            ("noise_free_cut_short", table.mask[:, :, table.metric_index(metric)]),
+            ("noise_free_complete", np.ones((R, S), bool)),
+        ]:
+            clean = rj.RunTable(
+                mixtures=table.mixtures,
+                scales=table.scales,
+                steps=table.steps,
+                values=np.where(mask, exact, np.nan)[:, :, None],
+                mask=mask[:, :, None],
+                domains=table.domains,
+                metrics=[metric],
+                run_ids=table.run_ids,
+            )
+            sim = rj.Simulator(clean)
+            cells = [
+                scores(
+                    np.asarray(sim(q, sc, st)),
+                    np.asarray(truth(q, np.full(len(q), sc), np.full(len(q), float(st)))),
+                )
+                for st in STEPS
+                for sc, q in queries.items()
+            ]
+            out.setdefault(metric, {})[label] = {
+                "worst_r2": min(c["r2"] for c in cells),
+                "worst_spearman": min(c["spearman"] for c in cells),
+            }
+    return out
+
+
+def regmix():
+    d = os.path.join(DATA, "regmix", "data")
+    train = rj.RunTable.from_wide_csvs(
+        os.path.join(d, "train_mixture_1m.csv"),
+        os.path.join(d, "train_pile_loss_1m.csv"),
+        scale="1M",
+        step=1,
+    )
+    test = rj.RunTable.from_wide_csvs(
+        os.path.join(d, "test_mixture_1m.csv"),
+        os.path.join(d, "test_pile_loss_1m.csv"),
+        scale="1M",
+        step=1,
+    )
+    metric = "metric/the_pile_pile_cc_val_loss"
+    t0 = time.perf_counter()
+    sim = rj.Simulator(train, metric)
+    build_s = time.perf_counter() - t0
+    true = test.curve(metric)[0][:, 0]
+    ours = scores(np.asarray(sim(test.mixtures, 1.0, 1)), true)
+    with jax.enable_x64(True):
+        ref = scores(
+            plain_ard_gp(train.mixtures, train.curve(metric)[0][:, 0], test.mixtures), true
+        )
+    return {
+        "construction_s": build_s,
+        "simulator": ours,
+        "plain_ard_gp": ref,
+        "warp_power": sim.info["warp_power"],
+    }
+
+
+def speed(repeats: int, batches):
+    table = rj.RunTable.from_paper_pickle(os.path.join(DATA, "surrogate_runs.pkl"), trusted=True)
+    t0 = time.perf_counter()
+    sim = rj.Simulator(table, METRICS[0])
+    build_s = time.perf_counter() - t0
+    rng = np.random.default_rng(0)
+    query = jax.jit(lambda w, m, s: sim(w, m, s))  # no eager validation: pure query throughput
+    rows = []
+    for batch in batches:
+        w = jnp.asarray(rng.dirichlet(np.ones(5), batch), jnp.float32)
+        m = jnp.asarray(rng.choice(np.asarray(rj.Space.paper().scales), batch), jnp.float32)
+        s = jnp.asarray(rng.integers(100, 19_501, batch), jnp.float32)
+        t0 = time.perf_counter()
+        compiled = query.lower(w, m, s).compile()
+        compile_s = time.perf_counter() - t0
+        jax.block_until_ready(compiled(w, m, s))
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            jax.block_until_ready(compiled(w, m, s))
+            times.append(time.perf_counter() - t0)
+        med = float(np.median(times))
+        rows.append(
+            {"batch": batch, "compile_s": compile_s, "median_s": med, "queries_per_s": batch / med}
+        )
+    return {"construction_s": build_s, "runs": int(sim.info["runs_used"]), "batches": rows}
+
+
+# ---------------------------------------------------------------------------- report
+def print_paper(results):
+    for metric, res in results.items():
+        print(
+            f"\n{metric}   (built in {res['construction_s']:.1f} s; eval noise sd estimated "
+            f"{res['noise_sd_estimated']:.4f})"
+        )
+        scales = sorted({k.split("@")[0] for k in res["simulator"]}, key=lambda x: float(x[:-1]))
+        print(f"{'steps':>6s} {'':10s}" + "".join(f"{s:>12s}" for s in scales))
+        for steps in STEPS:
+            for key, label in [("simulator", "R2/Spear"), ("naive_pooled_gp", "naive GP")]:
+                if key not in res:
+                    continue
+                cells = [res[key][f"{s}@{steps}"] for s in scales]
+                print(
+                    f"{steps:6d} {label:10s}"
+                    + "".join(f"{c['r2']:6.3f}/{c['spearman']:.3f}" for c in cells)
+                )
+        line = (
+            f"  worst: R2 {res['worst_r2']:.3f}, Spearman {res['worst_spearman']:.3f} "
+            "(goal 0.95 / 0.97)"
+        )
+        if "naive_worst_r2" in res:
+            line += (
+                f"; naive GP worst: R2 {res['naive_worst_r2']:.3f}, "
+                f"Spearman {res['naive_worst_spearman']:.3f}"
+            )
+        print(line)
+
+
+def main():
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--quick", action="store_true", help="one metric, no reference GP, fewer repeats"
+    )
+    ap.add_argument("--out", default=os.path.join(HERE, "results", "simulator_fidelity.json"))
+    args = ap.parse_args()
+    warnings.simplefilter("ignore", UserWarning)
+    metrics = METRICS[:1] if args.quick else METRICS
+    report = {
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "jax": jax.__version__,
+            "backend": jax.default_backend(),
+        },
+        "command": "python benchmarks/simulator_fidelity.py" + (" --quick" if args.quick else ""),
+    }
+    print("== Paper world: simulator over surrogate_runs.pkl vs the noise-free MLP ==")
+    report["paper_world"] = paper_world(metrics, 2000, reference=not args.quick)
+    print_paper(report["paper_world"])
+    if not args.quick:
+        print("\n== Ceiling: the same interpolant on noise-free truth at the same 454 runs ==")
+        report["ceiling"] = ceiling(metrics, 2000)
+        for metric, res in report["ceiling"].items():
+            for label, v in res.items():
+                print(
+                    f"{metric:46s} {label:22s} worst R2 {v['worst_r2']:.3f}  "
+                    f"Spearman {v['worst_spearman']:.3f}"
+                )
+    print("\n== RegMix: 512 training runs (1M) -> 256 test mixtures, Pile-CC loss ==")
+    report["regmix"] = regmix()
+    rm = report["regmix"]
+    for label, key in [("simulator", "simulator"), ("plain ARD GP", "plain_ard_gp")]:
+        print(
+            f"{label:14s} R2 {rm[key]['r2']:.4f}  Spearman {rm[key]['spearman']:.4f}"
+            + (
+                f"  (built in {rm['construction_s']:.1f} s; goal 0.97 / 0.99)"
+                if key == "simulator"
+                else ""
+            )
+        )
+    print("\n== Speed (CPU, float32 queries, jitted) ==")
+    batches = [1_000, 10_000, 100_000] if args.quick else [1_000, 10_000, 100_000, 1_000_000]
+    report["speed"] = speed(3 if args.quick else 7, batches)
+    sp = report["speed"]
+    print(f"construction on {sp['runs']} runs: {sp['construction_s']:.1f} s (goal < 30 s)")
+    print(f"{'batch':>10s} {'compile s':>10s} {'median ms':>10s} {'queries/s':>14s}")
+    for row in sp["batches"]:
+        print(
+            f"{row['batch']:10,d} {row['compile_s']:10.2f} {row['median_s'] * 1e3:10.2f} "
+            f"{row['queries_per_s']:14,.0f}"
+        )
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(report, f, indent=1)
+    print(f"\nwrote {os.path.relpath(args.out)}")
+
+
+if __name__ == "__main__":
+    main()

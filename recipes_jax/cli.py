@@ -1,0 +1,176 @@
+"""The ``recipes-jax`` command.
+
+recipes-jax demo                       # build the default simulator, query it, time it
+recipes-jax simulate --table t.npz --mixture 0.2,0.2,0.2,0.2,0.2 --scale 1000 --steps 19500
+recipes-jax convert runs.pkl --trusted -o runs.npz   # the paper's pickle -> safe npz
+recipes-jax summary runs.npz
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import numpy as np
+
+DEFAULT_METRIC = "eval/RedPajamaStackExchange/CrossEntropyLoss"
+
+
+def _median_time(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def cmd_demo(args) -> int:
+    import jax
+
+    from recipes_jax.simulator import worlds
+
+    world = worlds.default()
+    print(f"Built-in world: {len(world.space.domains)} domains {list(world.space.domains)}")
+    print(
+        f"  scales {list(world.space.scales)} (millions of parameters), steps "
+        f"{world.space.steps[0]}..{world.space.steps[-1]}, target {world.space.target}"
+    )
+    t0 = time.perf_counter()
+    table = world.run_table(seed=args.seed)
+    t_table = time.perf_counter() - t0
+    print(f"\nDrew a run table with the paper's design in {t_table:.2f} s:\n{table.summary()}")
+    from recipes_jax.simulator.simulator import Simulator
+
+    t0 = time.perf_counter()
+    sim = Simulator(table, args.metric)
+    t_build = time.perf_counter() - t0
+    print(
+        f"\nBuilt the simulator for {args.metric!r} in {t_build:.1f} s "
+        f"(eval noise estimated at {sim.info['noise_sd']:.4f})"
+    )
+    truth = jax.jit(world.truth(args.metric))
+    rng = np.random.default_rng(args.seed)
+    named = {
+        "uniform": np.full(5, 0.2),
+        "all StackExchange-heavy": np.array([0.05, 0.8, 0.05, 0.05, 0.05]),
+        "random Dirichlet(1)": rng.dirichlet(np.ones(5)),
+    }
+    print(f"\n{'mixture':26s} {'scale':>6s} {'steps':>6s} {'simulator':>10s} {'truth':>8s}")
+    for label, w in named.items():
+        for scale, steps in [(20.0, 2000), (300.0, 6000), (1000.0, 19500)]:
+            y = float(sim(w, scale, steps)[0])
+            t = float(truth(w[None], np.array([scale]), np.array([float(steps)]))[0])
+            print(f"{label:26s} {scale:6g} {steps:6d} {y:10.4f} {t:8.4f}")
+    batch = args.batch
+    w = rng.dirichlet(np.ones(5), batch)
+    m = rng.choice(np.asarray(world.space.scales), batch)
+    s = rng.integers(100, 19_501, batch).astype(np.float64)
+    t0 = time.perf_counter()
+    jax.block_until_ready(sim(w, m, s))
+    first = time.perf_counter() - t0
+    steady = _median_time(lambda: jax.block_until_ready(sim(w, m, s)), args.repeats)
+    print(
+        f"\nQueries: batch {batch:,}: first call (compile + run) {first:.2f} s; steady state "
+        f"{steady * 1e3:.1f} ms = {batch / steady:,.0f} queries/s (median of {args.repeats})"
+    )
+    return 0
+
+
+def cmd_simulate(args) -> int:
+    from recipes_jax.simulator.run_table import RunTable
+    from recipes_jax.simulator.simulator import Simulator
+
+    table = RunTable.load(args.table)
+    sim = Simulator(table, args.metric, clamp=args.clamp)
+    w = np.array([[float(x) for x in args.mixture.split(",")]])
+    value = float(sim(w, args.scale, args.steps)[0])
+    print(f"{sim.metric} at scale {args.scale:g}M, {args.steps} steps: {value:.6g}")
+    return 0
+
+
+def cmd_convert(args) -> int:
+    from recipes_jax.simulator.run_table import RunTable
+
+    table = RunTable.from_paper_pickle(args.pickle, trusted=args.trusted)
+    table.save(args.output)
+    print(table.summary())
+    print(f"wrote {args.output}")
+    return 0
+
+
+def cmd_summary(args) -> int:
+    from recipes_jax.simulator.run_table import RunTable
+
+    print(RunTable.load(args.table).summary())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="recipes-jax",
+        description="Multi-fidelity, multi-scale Bayesian optimization of data mixtures.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser(
+        "demo",
+        help="build the built-in world's simulator, query it and time it",
+        description="Example: recipes-jax demo --batch 100000",
+    )
+    demo.add_argument("--metric", default=DEFAULT_METRIC)
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--batch", type=int, default=100_000, help="queries per timed batch")
+    demo.add_argument("--repeats", type=int, default=5)
+    demo.set_defaults(func=cmd_demo)
+
+    simulate = sub.add_parser(
+        "simulate",
+        help="query a simulator built from a saved run table",
+        description="Example: recipes-jax simulate --table t.npz --metric "
+        f"{DEFAULT_METRIC} --mixture 0.2,0.2,0.2,0.2,0.2 --scale 1000 --steps 19500",
+    )
+    simulate.add_argument("--table", required=True, help="a .npz written by RunTable.save")
+    simulate.add_argument("--metric", default=None)
+    simulate.add_argument(
+        "--mixture", required=True, help="comma-separated weights, one per domain"
+    )
+    simulate.add_argument("--scale", type=float, required=True, help="millions of parameters")
+    simulate.add_argument("--steps", type=int, required=True)
+    simulate.add_argument("--clamp", action="store_true", help="clamp out-of-range queries")
+    simulate.set_defaults(func=cmd_simulate)
+
+    convert = sub.add_parser(
+        "convert",
+        help="convert the paper's pickle of runs to a safe .npz run table",
+        description="Example: recipes-jax convert data_mixing_runs.pkl --trusted -o runs.npz",
+    )
+    convert.add_argument("pickle")
+    convert.add_argument("-o", "--output", required=True)
+    convert.add_argument(
+        "--trusted", action="store_true", help="confirm you trust the file (pickle runs code)"
+    )
+    convert.set_defaults(func=cmd_convert)
+
+    summary = sub.add_parser(
+        "summary",
+        help="describe a saved run table",
+        description="Example: recipes-jax summary runs.npz",
+    )
+    summary.add_argument("table")
+    summary.set_defaults(func=cmd_summary)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, KeyError, FileNotFoundError, PermissionError) as e:
+        print(f"recipes-jax {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,306 @@
+"""RunTable: a table of pre-training runs (mixture, scale, learning curves of several metrics).
+
+Stored as plain numpy arrays; saved as ``.npz`` without pickle. Loaders for the paper's pickle
+and for CSV files live in :mod:`recipes_jax.simulator.loaders`.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from recipes_jax.space import MIXTURE_SUM_ATOL, check_mixtures, closest_names
+
+__all__ = ["RunTable"]
+
+_FORMAT = "recipes_jax.RunTable/1"
+_ARRAYS = ("mixtures", "scales", "steps", "values", "mask")
+_NAMES = ("domains", "metrics", "run_ids")
+
+
+def _unique_names(names: Sequence[str], what: str) -> tuple[str, ...]:
+    names = tuple(str(n) for n in names)
+    seen: set[str] = set()
+    dupes = [n for n in names if n in seen or seen.add(n)]
+    if dupes:
+        raise ValueError(f"duplicate {what} {sorted(set(dupes))[:5]}; each must be unique")
+    return names
+
+
+@dataclass(frozen=True, eq=False)
+class RunTable:
+    """Runs with their mixture, model scale and learning curves.
+
+    Attributes:
+      mixtures: float64 ``[R, K]``, rows on the simplex (renormalized on construction).
+      scales: float64 ``[R]``, model scale of each run in millions of parameters.
+      steps: int64 ``[S]``, strictly increasing step grid shared by all runs.
+      values: float64 ``[R, S, M]``, metric values; NaN wherever ``mask`` is False.
+      mask: bool ``[R, S, M]``, True where a value was observed and finite.
+      domains: K domain names (order of mixture weights).
+      metrics: M metric names.
+      run_ids: R unique run names.
+
+    Construction validates everything and fails with a message naming the problem. ``mask=None``
+    means "observed wherever ``values`` is not NaN". Non-finite observed values (diverged runs,
+    ``inf``) are dropped from the mask with one warning that counts them.
+    """
+
+    mixtures: np.ndarray
+    scales: np.ndarray
+    steps: np.ndarray
+    values: np.ndarray
+    mask: np.ndarray | None
+    domains: tuple[str, ...]
+    metrics: tuple[str, ...]
+    run_ids: tuple[str, ...] | None = None
+    mixture_atol: float = MIXTURE_SUM_ATOL
+
+    def __post_init__(self):
+        domains = _unique_names(self.domains, "domain names")
+        if len(domains) < 2:
+            raise ValueError(f"a run table needs at least 2 domains; got {list(domains)}")
+        metrics = _unique_names(self.metrics, "metric names")
+        if not metrics:
+            raise ValueError("a run table needs at least one metric")
+        values = np.array(self.values, dtype=np.float64)
+        if values.ndim != 3:
+            raise ValueError(f"values must have shape [runs, steps, metrics]; got {values.shape}")
+        num_runs, num_steps, num_metrics = values.shape
+        if num_runs == 0:
+            raise ValueError("the run table is empty: it has no runs")
+        if num_metrics != len(metrics):
+            raise ValueError(
+                f"values have {num_metrics} metrics but {len(metrics)} names were given"
+            )
+        run_ids = (
+            tuple(f"run-{i:04d}" for i in range(num_runs))
+            if self.run_ids is None
+            else _unique_names(self.run_ids, "run ids")
+        )
+        if len(run_ids) != num_runs:
+            raise ValueError(f"{len(run_ids)} run ids for {num_runs} runs")
+        steps = np.asarray(self.steps)
+        if steps.ndim != 1 or len(steps) != num_steps:
+            raise ValueError(
+                f"steps must be a vector of length {num_steps}; got shape {steps.shape}"
+            )
+        if not np.issubdtype(steps.dtype, np.number) or np.any(steps != np.round(steps)):
+            raise ValueError("steps must be whole numbers")
+        steps = steps.astype(np.int64)
+        if num_steps == 0 or steps[0] <= 0 or np.any(np.diff(steps) <= 0):
+            raise ValueError(f"steps must be positive and strictly increasing; got {steps[:8]}...")
+        scales = np.asarray(self.scales, dtype=np.float64)
+        if scales.shape != (num_runs,):
+            raise ValueError(f"scales must have shape [{num_runs}]; got {scales.shape}")
+        if not (np.isfinite(scales) & (scales > 0)).all():
+            i = int(np.argmax(~(np.isfinite(scales) & (scales > 0))))
+            raise ValueError(f"run {run_ids[i]!r} has invalid scale {scales[i]}; must be > 0")
+        mixtures = check_mixtures(
+            self.mixtures, len(domains), names=run_ids, atol=self.mixture_atol, what="run"
+        )
+        if len(mixtures) != num_runs:
+            raise ValueError(f"{len(mixtures)} mixtures for {num_runs} runs")
+        if self.mask is None:
+            mask = ~np.isnan(values)
+        else:
+            mask = np.array(self.mask, dtype=bool)
+            if mask.shape != values.shape:
+                raise ValueError(
+                    f"mask shape {mask.shape} differs from values shape {values.shape}"
+                )
+        nonfinite = mask & ~np.isfinite(values)
+        if nonfinite.any():
+            runs_hit = np.unique(np.nonzero(nonfinite)[0])
+            warnings.warn(
+                f"dropped {int(nonfinite.sum())} non-finite values (NaN or inf) in "
+                f"{len(runs_hit)} runs, e.g. {run_ids[runs_hit[0]]!r}; they are treated as not "
+                "observed",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            mask = mask & ~nonfinite
+        values = np.where(mask, values, np.nan)
+        for name, value in [
+            ("domains", domains),
+            ("metrics", metrics),
+            ("run_ids", run_ids),
+            ("values", values),
+            ("mask", mask),
+            ("steps", steps),
+            ("scales", scales),
+            ("mixtures", mixtures),
+        ]:
+            object.__setattr__(self, name, value)
+        for array in (values, mask, steps, scales, mixtures):
+            array.setflags(write=False)
+
+    # ------------------------------------------------------------------ sizes and lookups
+    @property
+    def num_runs(self) -> int:
+        return self.values.shape[0]
+
+    @property
+    def num_steps(self) -> int:
+        return self.values.shape[1]
+
+    @property
+    def num_metrics(self) -> int:
+        return self.values.shape[2]
+
+    @property
+    def num_domains(self) -> int:
+        return len(self.domains)
+
+    @property
+    def unique_scales(self) -> np.ndarray:
+        """Sorted distinct model scales ``[T]`` (millions of parameters)."""
+        return np.unique(self.scales)
+
+    def metric_index(self, metric: str | int) -> int:
+        """Position of ``metric``; a ``KeyError`` suggests close names when it does not exist."""
+        if isinstance(metric, int | np.integer):
+            if not 0 <= metric < self.num_metrics:
+                raise KeyError(f"metric index {metric} out of range 0..{self.num_metrics - 1}")
+            return int(metric)
+        if metric not in self.metrics:
+            raise KeyError(
+                f"no metric {metric!r} in this run table; did you mean "
+                f"{closest_names(metric, self.metrics)}? ({self.num_metrics} metrics available)"
+            )
+        return self.metrics.index(metric)
+
+    def curve(self, metric: str | int) -> tuple[np.ndarray, np.ndarray]:
+        """Values ``[R, S]`` (NaN where missing) and mask ``[R, S]`` of one metric."""
+        j = self.metric_index(metric)
+        return self.values[:, :, j], self.mask[:, :, j]
+
+    def summary(self) -> str:
+        """A few lines describing the table: runs per scale, steps, metrics."""
+        reached = self.mask.any(axis=2)
+        lines = [
+            f"RunTable: {self.num_runs} runs, {self.num_domains} domains, {self.num_steps} steps "
+            f"({self.steps[0]}..{self.steps[-1]}), {self.num_metrics} metrics"
+        ]
+        for m in self.unique_scales:
+            rows = self.scales == m
+            usable = reached[rows].any(axis=1)
+            complete = reached[rows][:, -1]
+            lines.append(
+                f"  {m:g}M: {rows.sum()} runs, {usable.sum()} with data, "
+                f"{complete.sum()} reach step {self.steps[-1]}"
+            )
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return (
+            f"RunTable(runs={self.num_runs}, domains={list(self.domains)}, "
+            f"scales={self.unique_scales.tolist()}, steps={self.num_steps}, "
+            f"metrics={self.num_metrics})"
+        )
+
+    def equals(self, other: RunTable) -> bool:
+        """Exact equality of every array and name (NaNs at the same places count as equal)."""
+        return (
+            isinstance(other, RunTable)
+            and all(getattr(self, n) == getattr(other, n) for n in _NAMES)
+            and all(
+                np.array_equal(getattr(self, n), getattr(other, n), equal_nan=(n == "values"))
+                for n in _ARRAYS
+            )
+        )
+
+    def select_runs(self, keep) -> RunTable:
+        """A new table with the runs where boolean ``keep`` [R] is True (or integer indices)."""
+        idx = np.arange(self.num_runs)[np.asarray(keep)]
+        return RunTable(
+            mixtures=self.mixtures[idx],
+            scales=self.scales[idx],
+            steps=self.steps,
+            values=self.values[idx],
+            mask=self.mask[idx],
+            domains=self.domains,
+            metrics=self.metrics,
+            run_ids=tuple(self.run_ids[i] for i in idx),
+        )
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the table to ``path`` as ``.npz`` (no pickle), atomically.
+
+        The file is written to a temporary name beside ``path`` and renamed over it, so a crash
+        mid-write leaves either the old file or the new one, never a torn one.
+        """
+        path = os.fspath(path)
+        directory = os.path.dirname(os.path.abspath(path))
+        arrays = {n: getattr(self, n) for n in _ARRAYS}
+        arrays.update({n: np.asarray(getattr(self, n), dtype=np.str_) for n in _NAMES})
+        arrays["format"] = np.asarray(_FORMAT)
+        fd, tmp = tempfile.mkstemp(prefix=".runtable-", suffix=".npz.tmp", dir=directory)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, **arrays)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> RunTable:
+        """Read a table written by :meth:`save`. Never unpickles (``allow_pickle=False``)."""
+        try:
+            with np.load(os.fspath(path), allow_pickle=False) as data:
+                contents = {k: data[k] for k in data.files}
+        except ValueError as e:
+            raise ValueError(
+                f"{path} is not a RunTable file written by RunTable.save "
+                f"(it holds pickled objects, which are never loaded): {e}"
+            ) from None
+        fmt = str(contents.get("format", ""))
+        missing = [n for n in (*_ARRAYS, *_NAMES) if n not in contents]
+        if fmt != _FORMAT or missing:
+            raise ValueError(
+                f"{path} is not a RunTable file written by RunTable.save "
+                f"(format {fmt or 'unknown'!r}, missing {missing})"
+            )
+        return cls(
+            mixtures=contents["mixtures"],
+            scales=contents["scales"],
+            steps=contents["steps"],
+            values=contents["values"],
+            mask=contents["mask"],
+            domains=tuple(contents["domains"].tolist()),
+            metrics=tuple(contents["metrics"].tolist()),
+            run_ids=tuple(contents["run_ids"].tolist()),
+        )
+
+    # ------------------------------------------------------------------ loaders
+    @classmethod
+    def from_paper_pickle(cls, path, *, trusted: bool = False, **kwargs) -> RunTable:
+        """Read the paper's ``data_mixing_runs.pkl``; see :func:`loaders.from_paper_pickle`."""
+        from recipes_jax.simulator.loaders import from_paper_pickle
+
+        return from_paper_pickle(path, trusted=trusted, **kwargs)
+
+    @classmethod
+    def from_long_csv(cls, path, **kwargs) -> RunTable:
+        """Read one row per (run, step) from a CSV; see :func:`loaders.from_long_csv`."""
+        from recipes_jax.simulator.loaders import from_long_csv
+
+        return from_long_csv(path, **kwargs)
+
+    @classmethod
+    def from_wide_csvs(cls, mixtures_path, values_path, **kwargs) -> RunTable:
+        """Join a mixtures CSV and a final-values CSV (RegMix layout); see
+        :func:`loaders.from_wide_csvs`."""
+        from recipes_jax.simulator.loaders import from_wide_csvs
+
+        return from_wide_csvs(mixtures_path, values_path, **kwargs)

@@ -1,0 +1,189 @@
+"""Simulator: answers (mixture, scale, steps) -> metric from a RunTable, jitted and batched."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from recipes_jax.simulator.interpolant import (
+    InterpolantParams,
+    evaluate,
+    fit_interpolant,
+    valid_log_step_range,
+)
+from recipes_jax.simulator.run_table import RunTable
+from recipes_jax.space import check_mixtures
+
+__all__ = ["Simulator"]
+
+_query = jax.jit(evaluate, static_argnames=("clamp",))
+
+
+def _is_traced(*xs) -> bool:
+    return any(isinstance(x, jax.core.Tracer) for x in xs)
+
+
+@jax.tree_util.register_pytree_node_class
+class Simulator:
+    """A cheap stand-in for training runs, built from a table of real ones.
+
+    ``sim(w, m, s)`` returns the metric a run with mixture ``w`` [B, K], model scale ``m`` [B]
+    (millions of parameters) and ``s`` [B] training steps would reach: a lookup of bracketing
+    knots plus a kernel-weighted sum (see :mod:`recipes_jax.simulator.interpolant`). It is
+    jitted, batched, and runs unchanged on CPU, GPU and TPU. A Simulator is a pytree, so it can
+    be passed into ``jit``/``vmap``-ed code (e.g. as a campaign's environment).
+
+    Args:
+      table: the runs to interpolate.
+      metric: name (or index) of the metric; optional when the table has one metric.
+      noise_sd: Gaussian observation noise added to every answer (metric units); ``"table"``
+        uses the eval noise estimated from the table. Off (0) by default; when on, pass
+        ``key=`` to each call.
+      clamp: clamp queries outside the table's scales/steps onto the supported region instead
+        of raising (eager calls) or returning NaN (inside ``jit``).
+      max_step_knots: how many step knots the interpolant keeps along learning curves.
+      seed: seed of the subsampling used while fitting (construction is deterministic).
+
+    Construction takes seconds (it fits the interpolant in float64); queries are cheap.
+    Outside ``jit``, queries are validated and bad ones raise ``ValueError`` naming the query.
+    """
+
+    def __init__(
+        self,
+        table: RunTable,
+        metric: str | int | None = None,
+        *,
+        noise_sd: float | str = 0.0,
+        clamp: bool = False,
+        max_step_knots: int = 48,
+        seed: int = 0,
+    ):
+        if metric is None:
+            if table.num_metrics != 1:
+                raise ValueError(
+                    f"this table has {table.num_metrics} metrics; choose one with metric=..., "
+                    f"e.g. {table.metrics[0]!r}"
+                )
+            metric = 0
+        metric_name = table.metrics[table.metric_index(metric)]
+        params, info = fit_interpolant(table, metric_name, max_step_knots=max_step_knots, seed=seed)
+        if noise_sd == "table":
+            noise_sd = info["noise_sd"]
+        elif isinstance(noise_sd, str) or not (np.isfinite(noise_sd) and noise_sd >= 0):
+            raise ValueError(f"noise_sd must be a number >= 0 or 'table'; got {noise_sd!r}")
+        dtype = jnp.result_type(float)
+        self._params = InterpolantParams(*(jnp.asarray(x, dtype=dtype) for x in params))
+        self._static = (metric_name, tuple(table.domains), bool(clamp), float(noise_sd))
+        self.info = info
+
+    # -- pytree protocol: arrays are children, names and options are static
+    def tree_flatten(self):
+        return (self._params,), self._static
+
+    @classmethod
+    def tree_unflatten(cls, static, children):
+        sim = object.__new__(cls)
+        sim._params, sim._static, sim.info = children[0], static, None
+        return sim
+
+    @property
+    def params(self) -> InterpolantParams:
+        return self._params
+
+    @property
+    def metric(self) -> str:
+        return self._static[0]
+
+    @property
+    def domains(self) -> tuple[str, ...]:
+        return self._static[1]
+
+    @property
+    def clamp(self) -> bool:
+        return self._static[2]
+
+    @property
+    def noise_sd(self) -> float:
+        return self._static[3]
+
+    @property
+    def scales(self) -> np.ndarray:
+        """The table's distinct scales (millions of parameters), ascending."""
+        return np.exp(np.asarray(self._params.log_scales, dtype=np.float64))
+
+    def step_range(self, scale: float) -> tuple[int, int]:
+        """(first, last) number of steps supported at ``scale`` (millions of parameters)."""
+        lo, hi = valid_log_step_range(self._params, jnp.log(jnp.asarray(float(scale))))
+        return round(float(np.exp(lo))), round(float(np.exp(hi)))
+
+    def with_options(
+        self, *, noise_sd: float | None = None, clamp: bool | None = None
+    ) -> Simulator:
+        """A copy sharing the fitted interpolant with other noise / clamping options."""
+        metric, domains, old_clamp, old_noise = self._static
+        static = (
+            metric,
+            domains,
+            old_clamp if clamp is None else bool(clamp),
+            old_noise if noise_sd is None else float(noise_sd),
+        )
+        sim = Simulator.tree_unflatten(static, (self._params,))
+        sim.info = self.info
+        return sim
+
+    def __repr__(self) -> str:
+        return (
+            f"Simulator(metric={self.metric!r}, domains={len(self.domains)}, "
+            f"scales={self.scales.round(6).tolist()}, clamp={self.clamp}, "
+            f"noise_sd={self.noise_sd:g})"
+        )
+
+    # -- queries
+    def _validate(self, w, m, s) -> None:
+        check_mixtures(w, len(self.domains), what="query mixture")
+        m64, s64 = np.asarray(m, dtype=np.float64), np.asarray(s, dtype=np.float64)
+        lo_m, hi_m = self.scales[0], self.scales[-1]
+        bad = ~np.isfinite(m64) | (m64 < lo_m * (1 - 1e-6)) | (m64 > hi_m * (1 + 1e-6))
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise ValueError(
+                f"query {i}: scale {m64[i]:g}M is outside the table's scales "
+                f"[{lo_m:g}M, {hi_m:g}M]; query inside them or build the Simulator with clamp=True"
+            )
+        lo, hi = jax.jit(valid_log_step_range)(self._params, jnp.log(jnp.asarray(m64)))
+        lo, hi = np.exp(np.asarray(lo, np.float64)), np.exp(np.asarray(hi, np.float64))
+        bad = ~np.isfinite(s64) | (s64 < lo * (1 - 1e-6)) | (s64 > hi * (1 + 1e-6))
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise ValueError(
+                f"query {i}: {s64[i]:g} steps is outside the steps the table supports at "
+                f"{m64[i]:g}M ({lo[i]:.0f}..{hi[i]:.0f}); query inside them or build the "
+                "Simulator with clamp=True"
+            )
+
+    def __call__(self, w, m, s, *, key: jax.Array | None = None) -> jax.Array:
+        """Metric values [B] at mixtures w [B, K], scales m [B] (millions), steps s [B].
+
+        ``w`` may be a single mixture [K]; ``m`` and ``s`` may be scalars (broadcast to B).
+        Inputs may be numpy or jax arrays. With observation noise on, ``key`` is required.
+        """
+        w = jnp.atleast_2d(jnp.asarray(w))
+        batch = (w.shape[0],)
+        m = jnp.broadcast_to(jnp.asarray(m), batch)
+        s = jnp.broadcast_to(jnp.asarray(s), batch)
+        if w.shape[-1] != len(self.domains):
+            raise ValueError(
+                f"mixtures must have {len(self.domains)} weights (domains {list(self.domains)}); "
+                f"got shape {tuple(w.shape)}"
+            )
+        if not self.clamp and not _is_traced(w, m, s):
+            self._validate(np.asarray(w), np.asarray(m), np.asarray(s))
+        value = _query(self._params, w, m, s, clamp=self.clamp)
+        if self.noise_sd > 0:
+            if key is None:
+                raise ValueError(
+                    "this Simulator adds observation noise: pass key=jax.random.key(...)"
+                )
+            value = value + self.noise_sd * jax.random.normal(key, value.shape, value.dtype)
+        return value

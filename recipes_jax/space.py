@@ -1,0 +1,306 @@
+"""The decision space: domains, model scales, training steps, the target fidelity and run costs.
+
+A decision is a triple (mixture ``w`` on the simplex over K domains, model scale ``m`` in
+millions of parameters, training steps ``s``). Costs are in units of one full run at the target
+fidelity, so ``space.cost(*space.target) == 1``.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = [
+    "MIXTURE_SUM_ATOL",
+    "PAPER_DOMAINS",
+    "PAPER_GFLOPS_PER_STEP",
+    "PAPER_SCALES",
+    "PAPER_STEPS",
+    "PAPER_TOKENS_PER_STEP",
+    "Space",
+    "check_mixtures",
+    "closest_names",
+    "higher_is_better",
+    "parse_scale",
+]
+
+#: How far a mixture's weights may sum from 1 before it is rejected. Published mixtures are
+#: often rounded to three decimals over many domains (RegMix's sum to 0.998-1.001), so the
+#: tolerance is loose; accepted mixtures are renormalized to sum to exactly 1.
+MIXTURE_SUM_ATOL = 1e-2
+
+PAPER_DOMAINS = (
+    "RedPajamaWikipedia",
+    "RedPajamaStackExchange",
+    "RedPajamaGithub",
+    "RedPajamaArXiv",
+    "RedPajamaBook",
+)
+PAPER_SCALES = (20.0, 60.0, 150.0, 300.0, 500.0, 700.0, 1000.0)
+PAPER_STEPS = tuple(range(100, 19_501, 100))
+#: Training compute per step, GFLOPs, from the paper's table (batch 512x1024 tokens up to 700M,
+#: 1024x1024 at 1B, hence the jump). Source: ``paper_flops_per_step.csv``.
+PAPER_GFLOPS_PER_STEP = {
+    20.0: 107_036.0,
+    60.0: 266_849.0,
+    150.0: 617_977.0,
+    300.0: 1_219_793.0,
+    500.0: 1_788_624.0,
+    700.0: 2_463_009.0,
+    1000.0: 8_256_873.0,
+}
+#: Tokens per optimizer step for the 6*N*tokens fallback (the paper's 512 x 1024 batch).
+PAPER_TOKENS_PER_STEP = 512 * 1024
+
+
+def higher_is_better(metric: str) -> bool:
+    """Whether a metric name denotes an accuracy (maximized) rather than a loss."""
+    return "downstream" in metric or metric.endswith("_acc") or metric.endswith("accuracy")
+
+
+def closest_names(name: str, choices: Sequence[str], n: int = 3) -> str:
+    """A human hint listing the choices closest to ``name`` (for 'did you mean' errors)."""
+    close = difflib.get_close_matches(name, list(choices), n=n, cutoff=0.3)
+    if not close:
+        close = list(choices)[:n]
+    return ", ".join(repr(c) for c in close)
+
+
+def parse_scale(value: str | float | int) -> float:
+    """Model scale in millions of parameters from a number or a label like ``"70M"``/``"1.3B"``.
+
+    Raises ``ValueError`` naming the value when it is neither.
+    """
+    if isinstance(value, int | float | np.integer | np.floating):
+        scale = float(value)
+    else:
+        text = str(value).strip().replace("_", "")
+        multiplier = {"k": 1e-3, "m": 1.0, "b": 1e3, "t": 1e6}.get(text[-1:].lower())
+        try:
+            scale = float(text[:-1]) * multiplier if multiplier else float(text)
+        except ValueError:
+            raise ValueError(
+                f"cannot read model scale {value!r}: give millions of parameters as a number "
+                "(e.g. 70) or a label such as '70M' or '1B'"
+            ) from None
+    if not np.isfinite(scale) or scale <= 0:
+        raise ValueError(f"model scale {value!r} must be a positive number of parameters")
+    return scale
+
+
+def check_mixtures(
+    mixtures,
+    num_domains: int,
+    *,
+    names: Sequence[str] | None = None,
+    atol: float = MIXTURE_SUM_ATOL,
+    what: str = "mixture",
+) -> np.ndarray:
+    """Validate mixtures and return them renormalized, float64, shape ``[B, K]``.
+
+    Args:
+      mixtures: array-like ``[B, K]`` (or ``[K]``) of domain weights.
+      num_domains: K, the number of domains expected.
+      names: optional labels of the B rows, used in error messages (e.g. run ids).
+      atol: how far a row may sum from 1 before it is rejected.
+      what: what a row is called in error messages.
+
+    Raises:
+      ValueError naming the first offending row: wrong length, non-finite or negative weights,
+      or a sum off by more than ``atol``.
+    """
+    w = np.asarray(mixtures, dtype=np.float64)
+    if w.ndim == 1:
+        w = w[None, :]
+    if w.ndim != 2 or w.shape[1] != num_domains:
+        raise ValueError(
+            f"{what}s must have shape [B, {num_domains}] (one weight per domain); got shape "
+            f"{np.shape(mixtures)}"
+        )
+
+    def label(i: int) -> str:
+        return f"{what} {names[i]!r}" if names is not None else f"{what} {i}"
+
+    bad = ~np.isfinite(w).all(axis=1)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(
+            f"{label(i)} has non-finite weights {w[i].tolist()}; weights must be numbers"
+        )
+    negative = w < -1e-9
+    if negative.any():
+        i, j = np.argwhere(negative)[0]
+        raise ValueError(
+            f"{label(i)} has negative weight {w[i, j]:.6g} on domain {j}; "
+            "mixture weights must be >= 0"
+        )
+    w = np.clip(w, 0.0, None)
+    sums = w.sum(axis=1)
+    off = np.abs(sums - 1.0) > atol
+    if off.any():
+        i = int(np.argmax(off))
+        raise ValueError(
+            f"{label(i)} has weights summing to {sums[i]:.6g}, not 1 (tolerance {atol}); "
+            "fix the weights or divide them by their sum"
+        )
+    # rows already on the simplex to float precision are left alone, so that normalizing is
+    # idempotent (a saved and reloaded table is bit-for-bit the same)
+    return np.where(np.abs(sums - 1.0)[:, None] <= 1e-12, w, w / sums[:, None])
+
+
+def _default_gflops(scales: Sequence[float], tokens_per_step: int) -> tuple[float, ...]:
+    """Paper figures where the scale is in the paper's table, else 6 * N * tokens per step."""
+    out = []
+    for m in scales:
+        paper = PAPER_GFLOPS_PER_STEP.get(float(m))
+        out.append(paper if paper is not None else 6.0 * m * 1e6 * tokens_per_step / 1e9)
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class Space:
+    """Where mixtures are searched and what runs cost.
+
+    Attributes:
+      domains: K >= 2 unique domain names (the order of mixture weights).
+      scales: allowed model scales, millions of parameters, ascending.
+      steps: allowed training steps (also the checkpoint grid of learning curves), ascending.
+      target: ``(scale, steps)`` of the run whose metric we want to optimize; on the grids.
+      gflops_per_step: training compute per step for each scale (GFLOPs); by default the paper's
+        figures for the paper's scales and ``6 * N * tokens_per_step`` for any other scale.
+      tokens_per_step: tokens per optimizer step, for the 6ND fallback.
+      maximize: True when higher metric values are better (accuracies).
+      metric: optional name of the metric being optimized.
+    """
+
+    domains: tuple[str, ...]
+    scales: tuple[float, ...]
+    steps: tuple[int, ...]
+    target: tuple[float, int]
+    gflops_per_step: tuple[float, ...] | Mapping[float, float] | None = None
+    tokens_per_step: int = PAPER_TOKENS_PER_STEP
+    maximize: bool = False
+    metric: str | None = None
+    _log_scales: np.ndarray = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        domains = tuple(str(d) for d in self.domains)
+        if len(domains) < 2:
+            raise ValueError(
+                f"a space needs at least 2 domains to mix; got {list(domains)}. "
+                "Add the other data sources you want to weigh against each other."
+            )
+        dupes = sorted({d for d in domains if domains.count(d) > 1})
+        if dupes:
+            raise ValueError(f"duplicate domain names {dupes}; give each domain a unique name")
+        if len(self.scales) == 0:
+            raise ValueError("a space needs at least one model scale (millions of parameters)")
+        scales = tuple(sorted(parse_scale(m) for m in self.scales))
+        if len(set(scales)) != len(scales):
+            raise ValueError(f"duplicate model scales in {list(self.scales)}")
+        if len(self.steps) == 0:
+            raise ValueError("the step grid is empty; give at least one number of training steps")
+        steps_arr = np.asarray(self.steps)
+        if not np.issubdtype(steps_arr.dtype, np.number) or np.any(
+            steps_arr != np.round(steps_arr)
+        ):
+            raise ValueError(f"training steps must be whole numbers; got {list(self.steps)[:8]}")
+        steps = tuple(sorted({int(s) for s in self.steps}))
+        if steps[0] <= 0:
+            raise ValueError(f"training steps must be positive; got {steps[0]}")
+        if len(self.target) != 2:
+            raise ValueError("target must be a pair (scale in millions, steps)")
+        target = (parse_scale(self.target[0]), int(self.target[1]))
+        if target[0] not in scales:
+            raise ValueError(
+                f"target scale {target[0]:g}M is not one of the space's scales {list(scales)}; "
+                "add it to `scales` or pick one of them"
+            )
+        if target[1] not in steps:
+            raise ValueError(
+                f"target steps {target[1]} is not on the step grid "
+                f"({steps[0]}..{steps[-1]}, {len(steps)} values); add it to `steps`"
+            )
+        if self.gflops_per_step is None:
+            gflops = _default_gflops(scales, self.tokens_per_step)
+        elif isinstance(self.gflops_per_step, Mapping):
+            given = {parse_scale(k): float(v) for k, v in self.gflops_per_step.items()}
+            missing = [m for m in scales if m not in given]
+            if missing:
+                raise ValueError(f"gflops_per_step has no entry for scales {missing}")
+            gflops = tuple(given[m] for m in scales)
+        else:
+            gflops = tuple(float(g) for g in self.gflops_per_step)
+            if len(gflops) != len(scales):
+                raise ValueError(
+                    f"gflops_per_step has {len(gflops)} entries for {len(scales)} scales"
+                )
+        if not all(np.isfinite(g) and g > 0 for g in gflops):
+            raise ValueError(f"gflops_per_step must be positive numbers; got {gflops}")
+        object.__setattr__(self, "domains", domains)
+        object.__setattr__(self, "scales", scales)
+        object.__setattr__(self, "steps", steps)
+        object.__setattr__(self, "target", target)
+        object.__setattr__(self, "gflops_per_step", gflops)
+        object.__setattr__(self, "_log_scales", np.log(np.asarray(scales)))
+
+    @classmethod
+    def paper(cls, metric: str = "eval/RedPajamaStackExchange/CrossEntropyLoss") -> Space:
+        """The paper's setting: 5 SlimPajama domains, 7 scales (20M..1B), steps 100..19,500
+        every 100, target 1B parameters trained for 19,500 steps, the paper's FLOPs table."""
+        return cls(
+            domains=PAPER_DOMAINS,
+            scales=PAPER_SCALES,
+            steps=PAPER_STEPS,
+            target=(1000.0, 19_500),
+            maximize=higher_is_better(metric),
+            metric=metric,
+        )
+
+    @property
+    def num_domains(self) -> int:
+        return len(self.domains)
+
+    @property
+    def target_gflops(self) -> float:
+        """Compute of one full target run, GFLOPs (the unit of cost)."""
+        return self.gflops_per_step[self.scales.index(self.target[0])] * self.target[1]
+
+    def scale_index(self, scale):
+        """Index into ``scales`` of the nearest allowed scale (in log-parameters); jittable.
+
+        ``scale``: array ``[...]`` in millions of parameters -> int32 array ``[...]``.
+        """
+        log_m = jnp.log(jnp.asarray(scale, dtype=jnp.result_type(float)))
+        return jnp.argmin(jnp.abs(log_m[..., None] - self._log_scales), axis=-1).astype(jnp.int32)
+
+    def cost(self, scale, steps):
+        """Cost of training ``scale`` for ``steps``, in units of one full target run; jittable.
+
+        ``scale`` [...] (millions; snapped to the nearest allowed scale), ``steps`` [...] -> [...].
+        """
+        gflops = jnp.asarray(self.gflops_per_step) / self.target_gflops
+        return gflops[self.scale_index(scale)] * jnp.asarray(steps)
+
+    def check_mixtures(self, mixtures, *, atol: float = MIXTURE_SUM_ATOL) -> np.ndarray:
+        """Validated, renormalized float64 mixtures ``[B, K]``; ``ValueError`` if not."""
+        return check_mixtures(mixtures, self.num_domains, atol=atol)
+
+    def check_fidelities(self, scales, steps) -> None:
+        """Raise ``ValueError`` naming any scale or step count that is not on the space's grids."""
+        for m in np.atleast_1d(np.asarray(scales, dtype=np.float64)):
+            if not np.isclose(self._log_scales, np.log(m) if m > 0 else -np.inf, atol=1e-9).any():
+                raise ValueError(
+                    f"scale {m:g}M is not one of the space's scales {list(self.scales)}"
+                )
+        grid = np.asarray(self.steps)
+        for s in np.atleast_1d(np.asarray(steps)):
+            if s not in grid:
+                raise ValueError(
+                    f"{s} steps is not on the space's step grid ({grid[0]}..{grid[-1]}, "
+                    f"{len(grid)} values)"
+                )

@@ -1,0 +1,155 @@
+import os
+
+import hypothesis.extra.numpy as hnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import recipes_jax as rj
+
+
+def make_table(R=4, S=3, M=2, K=3, seed=0, **overrides):
+    rng = np.random.default_rng(seed)
+    kwargs = dict(
+        mixtures=rng.dirichlet(np.ones(K), R),
+        scales=np.array([20.0, 20.0, 60.0, 60.0][:R] + [60.0] * max(0, R - 4)),
+        steps=np.arange(1, S + 1) * 100,
+        values=rng.normal(size=(R, S, M)),
+        mask=None,
+        domains=[f"d{k}" for k in range(K)],
+        metrics=[f"m{j}" for j in range(M)],
+    )
+    kwargs.update(overrides)
+    return rj.RunTable(**kwargs)
+
+
+def test_construction_normalizes_and_freezes():
+    t = make_table()
+    assert t.num_runs == 4 and t.num_steps == 3 and t.num_metrics == 2 and t.num_domains == 3
+    assert t.run_ids[0] == "run-0000"
+    np.testing.assert_allclose(t.mixtures.sum(1), 1.0)
+    with pytest.raises(ValueError):
+        t.values[0, 0, 0] = 1.0  # read-only arrays
+
+
+def test_nan_means_missing_and_nonfinite_observed_values_are_dropped_with_a_count():
+    values = np.random.default_rng(0).normal(size=(4, 3, 2))
+    values[0, 2, :] = np.nan  # never reached
+    mask = ~np.isnan(values)
+    values[1, 0, 0] = np.inf  # diverged
+    values[2, 1, 1] = np.nan
+    mask[2, 1, 1] = True  # observed but NaN
+    with pytest.warns(RuntimeWarning, match="dropped 2 non-finite values"):
+        t = make_table(values=values, mask=mask)
+    assert not t.mask[1, 0, 0] and not t.mask[2, 1, 1] and not t.mask[0, 2].any()
+    assert np.isnan(t.values[~t.mask]).all()
+    assert np.isfinite(t.values[t.mask]).all()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "error", "message"),
+    [
+        ({"domains": ["a", "b", "a"]}, ValueError, "duplicate domain names"),
+        ({"domains": ["a", "b"]}, ValueError, r"shape \[B, 2\]"),
+        ({"metrics": ["m0"]}, ValueError, "2 metrics but 1 names"),
+        ({"run_ids": ["x", "x", "y", "z"]}, ValueError, "duplicate run ids"),
+        ({"steps": np.array([100, 100, 200])}, ValueError, "strictly increasing"),
+        ({"scales": np.array([20.0, -1, 60, 60])}, ValueError, "invalid scale"),
+        ({"values": np.zeros((0, 3, 2)), "mixtures": np.zeros((0, 3))}, ValueError, "empty"),
+        (
+            {"mixtures": np.array([[0.5, 0.5, 0.0]] * 3 + [[0.7, 0.7, -0.4]])},
+            ValueError,
+            "run 'run-0003' has negative weight",
+        ),
+        (
+            {"mixtures": np.array([[0.5, 0.5, 0.0]] * 3 + [[0.3, 0.3, 0.3]])},
+            ValueError,
+            "run 'run-0003' has weights summing to 0.9",
+        ),
+    ],
+)
+def test_validation_errors_name_the_problem(overrides, error, message):
+    with pytest.raises(error, match=message):
+        make_table(**overrides)
+
+
+def test_metric_lookup_suggests_close_names():
+    t = make_table(metrics=["eval/loss", "eval/acc"])
+    assert t.metric_index("eval/acc") == 1
+    with pytest.raises(KeyError, match="did you mean 'eval/loss'"):
+        t.metric_index("eval/los")
+
+
+def test_save_load_round_trip_is_exact(tmp_path):
+    values = np.random.default_rng(1).normal(size=(4, 3, 2))
+    values[3, 1:, :] = np.nan
+    t = make_table(values=values, run_ids=["a", "b", "c", "d"])
+    path = tmp_path / "t.npz"
+    t.save(path)
+    loaded = rj.RunTable.load(path)
+    assert loaded.equals(t)
+    assert loaded.run_ids == ("a", "b", "c", "d")
+    assert [p.name for p in tmp_path.iterdir()] == ["t.npz"]  # no temp files left behind
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    R=st.integers(1, 6),
+    S=st.integers(1, 5),
+    M=st.integers(1, 3),
+    K=st.integers(2, 6),
+    data=st.data(),
+)
+def test_round_trip_property(tmp_path_factory, R, S, M, K, data):
+    w = data.draw(hnp.arrays(np.float64, (R, K), elements=st.floats(0.01, 1.0)))
+    w = w / w.sum(1, keepdims=True)
+    values = data.draw(
+        hnp.arrays(np.float64, (R, S, M), elements=st.floats(-1e6, 1e6) | st.just(np.nan))
+    )
+    t = rj.RunTable(
+        mixtures=w,
+        scales=np.full(R, 20.0),
+        steps=np.arange(1, S + 1) * 10,
+        values=values,
+        mask=None,
+        domains=[f"dom{k}" for k in range(K)],
+        metrics=[f"metric/{j}" for j in range(M)],
+    )
+    path = tmp_path_factory.mktemp("rt") / "t.npz"
+    t.save(path)
+    assert rj.RunTable.load(path).equals(t)
+
+
+def test_save_is_atomic_when_the_write_fails(tmp_path, monkeypatch):
+    path = tmp_path / "t.npz"
+    old = make_table(seed=1)
+    old.save(path)
+    before = path.read_bytes()
+
+    def boom(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez", boom)
+    with pytest.raises(OSError, match="disk full"):
+        make_table(seed=2).save(path)
+    assert path.read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["t.npz"]
+
+
+def test_load_refuses_pickled_objects(tmp_path):
+    path = tmp_path / "evil.npz"
+    np.savez(path, mixtures=np.array([object()], dtype=object))
+    with pytest.raises(ValueError, match="not a RunTable file"):
+        rj.RunTable.load(path)
+    other = tmp_path / "other.npz"
+    np.savez(other, x=np.zeros(3))
+    with pytest.raises(ValueError, match="not a RunTable file"):
+        rj.RunTable.load(other)
+
+
+def test_select_runs_and_summary():
+    t = make_table(run_ids=["a", "b", "c", "d"])
+    sub = t.select_runs(np.array([True, False, True, False]))
+    assert sub.run_ids == ("a", "c")
+    assert "20M: 2 runs" in t.summary()

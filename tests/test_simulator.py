@@ -1,0 +1,146 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import recipes_jax as rj
+
+from .conftest import small_design
+
+METRIC = "eval/RedPajamaStackExchange/CrossEntropyLoss"
+
+
+@pytest.fixture(scope="module")
+def noise_free_table(default_world):
+    return small_design(default_world, runs=12, noise=0.0, cut=0.3)
+
+
+@pytest.fixture(scope="module")
+def sim(noise_free_table):
+    return rj.Simulator(noise_free_table, METRIC)
+
+
+def test_reproduces_a_noise_free_table_at_its_knots(noise_free_table, sim):
+    values, mask = noise_free_table.curve(METRIC)
+    r, j = np.nonzero(mask)
+    pred = np.asarray(
+        sim(noise_free_table.mixtures[r], noise_free_table.scales[r], noise_free_table.steps[j])
+    )
+    rel = np.abs(pred - values[r, j]) / np.abs(values[r, j])
+    assert rel.max() < 1e-3, f"worst relative error {rel.max():.2e}"
+
+
+def test_interpolates_between_knots_towards_the_truth(default_world, noise_free_table, sim, rng):
+    """Between scales and steps the simulator stays close to the world it was drawn from."""
+    truth = jax.jit(default_world.truth(METRIC))
+    w = rng.dirichlet(np.ones(5), 400)
+    m = np.full(400, 400.0)  # between the table's 150M and 1B
+    s = np.full(400, 9_000.0)  # between step knots
+    pred, true = np.asarray(sim(w, m, s)), np.asarray(truth(w, m, s))
+    assert np.corrcoef(pred, true)[0, 1] > 0.8
+    assert np.abs(pred - true).mean() < 0.1
+
+
+def test_inputs_may_be_numpy_or_jax_and_shapes_broadcast(sim, rng):
+    w = rng.dirichlet(np.ones(5), 7)
+    a = sim(w, np.full(7, 150.0), np.full(7, 5_000))
+    b = sim(jnp.asarray(w), jnp.full(7, 150.0), jnp.full(7, 5_000.0))
+    c = sim(w, 150.0, 5_000)
+    assert a.shape == (7,)
+    np.testing.assert_allclose(a, b, rtol=1e-6)
+    np.testing.assert_allclose(a, c, rtol=1e-6)
+    assert sim(w[0], 150.0, 5_000).shape == (1,)
+
+
+def test_jit_and_vmap_give_the_eager_answer(sim, rng):
+    w = rng.dirichlet(np.ones(5), 6)
+    m = np.array([20.0, 60.0, 150.0, 400.0, 1000.0, 700.0])
+    s = np.array([500.0, 2000.0, 9000.0, 18_500.0, 3500.0, 12_000.0])
+    eager = np.asarray(sim(w, m, s))
+    jitted = jax.jit(lambda sim_, w_, m_, s_: sim_(w_, m_, s_))(sim, w, m, s)  # a pytree argument
+    vmapped = jax.vmap(lambda w_, m_, s_: sim(w_[None], m_[None], s_[None])[0])(w, m, s)
+    np.testing.assert_allclose(jitted, eager, rtol=1e-5)
+    np.testing.assert_allclose(vmapped, eager, rtol=1e-5)
+
+
+def test_out_of_range_queries_raise_clamp_or_give_nan_under_jit(sim, rng):
+    w = rng.dirichlet(np.ones(5), 2)
+    with pytest.raises(ValueError, match="scale 5000M is outside the table's scales"):
+        sim(w, np.array([150.0, 5000.0]), np.array([2000, 2000]))
+    with pytest.raises(ValueError, match="query 1: 50 steps is outside"):
+        sim(w, np.array([150.0, 150.0]), np.array([2000, 50]))
+    with pytest.raises(ValueError, match="negative weight"):
+        sim(np.array([[1.2, -0.2, 0, 0, 0]]), 150.0, 2000)
+    with pytest.raises(ValueError, match="5 weights"):
+        sim(np.array([[0.5, 0.5]]), 150.0, 2000)
+    inside_jit = jax.jit(lambda w_, m_, s_: sim(w_, m_, s_))(
+        w, jnp.array([150.0, 5000.0]), jnp.array([2000.0, 2000.0])
+    )
+    assert np.isfinite(inside_jit[0]) and np.isnan(inside_jit[1])
+    clamped = sim.with_options(clamp=True)
+    np.testing.assert_allclose(
+        clamped(w, np.array([5000.0, 150.0]), np.array([18_500, 10.0])),
+        sim(w, np.array([1000.0, 150.0]), np.array([18_500, 500])),
+        rtol=1e-6,
+    )
+    assert sim.step_range(150.0) == (500, 18_500)
+
+
+def test_observation_noise_is_an_option(sim, rng):
+    noisy = sim.with_options(noise_sd=0.05)
+    w = rng.dirichlet(np.ones(5), 2000)
+    with pytest.raises(ValueError, match="pass key="):
+        noisy(w, 150.0, 2000)
+    diff = np.asarray(noisy(w, 150.0, 2000, key=jax.random.key(0)) - sim(w, 150.0, 2000))
+    assert diff.std() == pytest.approx(0.05, rel=0.1)
+    assert float(sim(w[:1], 150.0, 2000)[0]) == float(sim(w[:1], 150.0, 2000)[0])  # off by default
+
+
+def test_float32_queries_match_float64(noise_free_table, sim, rng):
+    with jax.enable_x64(True):
+        sim64 = rj.Simulator(noise_free_table, METRIC)
+        w = rng.dirichlet(np.ones(5), 50)
+        y64 = np.asarray(sim64(w, 300.0, 7000.0))
+        assert sim64.params.alpha.dtype == jnp.float64
+    assert sim.params.alpha.dtype == jnp.float32
+    y32 = np.asarray(sim(w, 300.0, 7000.0))
+    np.testing.assert_allclose(y32, y64, rtol=1e-4)
+
+
+def test_metric_choice_is_checked(noise_free_table):
+    with pytest.raises(ValueError, match="choose one with metric="):
+        rj.Simulator(noise_free_table)
+    with pytest.raises(KeyError, match="did you mean"):
+        rj.Simulator(noise_free_table, "eval/RedPajamaStackExchange/CrossEntropy")
+
+
+@pytest.mark.parametrize(
+    "layout", ["one scale, one step", "one scale, many steps", "many scales, one step"]
+)
+def test_single_scale_and_single_step_tables_work(layout, rng):
+    K, R = 4, 30
+    w = rng.dirichlet(np.ones(K), R)
+    f = lambda w, m, s: 3.0 + np.log(w[:, 0] + 0.05) * 0.3 - 0.1 * np.log(m) - 0.2 * np.log(s)
+    if layout == "one scale, one step":
+        scales, steps = np.full(R, 1.0), np.array([1000])
+    elif layout == "one scale, many steps":
+        scales, steps = np.full(R, 60.0), np.array([100, 300, 1000, 3000])
+    else:
+        scales, steps = np.repeat([20.0, 60.0, 150.0], R // 3), np.array([1000])
+    values = np.stack([f(w, scales, np.full(R, s)) for s in steps], axis=1)[:, :, None]
+    table = rj.RunTable(
+        mixtures=w,
+        scales=scales,
+        steps=steps,
+        values=values,
+        mask=None,
+        domains=list("abcd"),
+        metrics=["loss"],
+    )
+    sim = rj.Simulator(table)
+    q = rng.dirichlet(np.ones(K), 20)
+    m = np.full(20, scales[0])
+    s = np.full(20, float(steps[-1]))
+    pred = np.asarray(sim(q, m, s))
+    assert np.isfinite(pred).all()
+    assert np.corrcoef(pred, f(q, m, s))[0, 1] > 0.95
