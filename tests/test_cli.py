@@ -11,40 +11,16 @@ def test_summary_simulate_and_convert(tmp_path, default_world, capsys):
     table.save(path)
     assert main(["summary", str(path)]) == 0
     assert "RunTable: 24 runs" in capsys.readouterr().out
-    code = main(
-        [
-            "simulate",
-            "--table",
-            str(path),
-            "--metric",
-            "eval/RedPajamaStackExchange/CrossEntropyLoss",
-            "--mixture",
-            "0.2,0.2,0.2,0.2,0.2",
-            "--scale",
-            "150",
-            "--steps",
-            "5000",
-        ]
-    )
+    metric = "eval/RedPajamaStackExchange/CrossEntropyLoss"
+    simulate = ["simulate", "--table", str(path), "--metric", metric, "--steps", "5000"]
+    code = main([*simulate, "--mixture", "0.2,0.2,0.2,0.2,0.2", "--scale", "150"])
     out = capsys.readouterr().out
     assert code == 0 and "at scale 150M, 5000 steps" in out
     assert np.isfinite(float(out.rsplit(":", 1)[1]))
-    code = main(
-        [
-            "simulate",
-            "--table",
-            str(path),
-            "--metric",
-            "eval/RedPajamaStackExchange/CrossEntropyLoss",
-            "--mixture",
-            "0.2,0.2,0.2,0.2,0.2",
-            "--scale",
-            "5000",
-            "--steps",
-            "5000",
-        ]
-    )
+    code = main([*simulate, "--mixture", "0.2,0.2,0.2,0.2,0.2", "--scale", "5000"])
     assert code == 2 and "outside the table's scales" in capsys.readouterr().err
+    code = main([*simulate, "--mixture", "0.5,0.6,0,0,0", "--scale", "150"])
+    assert code == 2 and "summing to 1.1" in capsys.readouterr().err
     pkl = tmp_path / "runs.pkl"
     pkl.write_bytes(b"x")
     assert main(["convert", str(pkl), "-o", str(tmp_path / "o.npz")]) == 2
