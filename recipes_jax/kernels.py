@@ -9,18 +9,37 @@ real runs the learned warp lifts a Matern-5/2 GP from R^2 0.969 (raw weights) to
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 import tinygp
 
 __all__ = [
+    "PARTS",
+    "REPRESENTATIONS",
     "WARP_EPS",
+    "ARDStationary",
     "Coregionalization",
+    "ExponentialDecay",
+    "KernelFamily",
+    "LinearTruncatedFidelity",
     "Matern52",
     "box_cox",
+    "diag",
+    "exponential_decay",
+    "gram",
+    "linear_truncated_fidelity",
     "matern52",
+    "matern52_ard",
     "matern52_of_sq_dist",
+    "mixture_features",
+    "paper_kernel",
+    "part_columns",
+    "rbf",
 ]
 
 #: Offset inside the Box-Cox warp, so that zero weights map to finite features.
@@ -37,7 +56,7 @@ def box_cox(w: jax.Array, power: jax.Array, eps: float = WARP_EPS) -> jax.Array:
 
 def matern52_of_sq_dist(d2: jax.Array) -> jax.Array:
     """Matern-5/2 as a function of squared (scaled) distance; finite gradients at zero."""
-    r = jnp.sqrt(jnp.maximum(d2, 0.0) + jnp.finfo(jnp.result_type(d2)).tiny) * np.sqrt(5.0)
+    r = jnp.sqrt(jnp.maximum(d2, 0.0) + jnp.finfo(jnp.result_type(d2)).tiny) * math.sqrt(5.0)
     return (1.0 + r + r * r / 3.0) * jnp.exp(-r)
 
 
@@ -81,3 +100,463 @@ class Coregionalization(tinygp.kernels.Kernel):
 
     def evaluate(self, X1, X2):
         return self.B[X1, X2]
+
+
+# --------------------------------------------------------------------------------------------
+# Kernels over the encoded decision x = [w_1..w_K, u_scale, u_steps] (see Space.encode).
+# --------------------------------------------------------------------------------------------
+
+#: Input parts a kernel can act on (columns of the encoded decision).
+PARTS = ("mixture", "scale", "steps", "fidelity")
+
+#: Representations of the simplex for mixture kernels (see :func:`mixture_features`).
+REPRESENTATIONS = ("raw", "sqrt", "ilr", "box_cox")
+
+
+def part_columns(part: str, num_domains: int) -> tuple[int, ...]:
+    """Column indices of ``part`` in an encoded decision of ``num_domains`` domains."""
+    K = num_domains
+    table = {
+        "mixture": tuple(range(K)),
+        "scale": (K,),
+        "steps": (K + 1,),
+        "fidelity": (K, K + 1),
+    }
+    if part not in table:
+        raise ValueError(f"unknown input part {part!r}; choose one of {PARTS}")
+    return table[part]
+
+
+def helmert_basis(num_domains: int) -> np.ndarray:
+    """Orthonormal basis [K, K-1] of the zero-sum subspace (isometric log-ratio coordinates)."""
+    K = num_domains
+    basis = np.zeros((K, K - 1))
+    for j in range(1, K):
+        basis[:j, j - 1] = 1.0 / j
+        basis[j, j - 1] = -1.0
+        basis[:, j - 1] *= np.sqrt(j / (j + 1.0))
+    return basis
+
+
+def mixture_features(w: jax.Array, representation: str, power: jax.Array | None = None):
+    """Map mixtures w [..., K] to the features a stationary kernel measures distance in.
+
+    - ``raw``: the weights themselves; a change of 0.05 counts the same for a 0.01 share as
+      for a 0.5 share.
+    - ``sqrt``: sqrt(w), whose Euclidean distance is the Hellinger distance; small shares
+      count more.
+    - ``ilr``: isometric log-ratio coordinates [..., K-1] of ``w + WARP_EPS`` (Aitchison
+      geometry); ratios between domains count, so small shares count much more.
+    - ``box_cox``: per-domain learned warp between raw (power 1) and log (power -> 0).
+    """
+    if representation == "raw":
+        return w
+    if representation == "sqrt":
+        return jnp.sqrt(w + 1e-12)
+    if representation == "ilr":
+        log_w = jnp.log(w + WARP_EPS)
+        return log_w @ jnp.asarray(helmert_basis(w.shape[-1]), dtype=log_w.dtype)
+    if representation == "box_cox":
+        return box_cox(w, power)
+    raise ValueError(f"unknown mixture representation {representation!r}; use {REPRESENTATIONS}")
+
+
+def rbf_of_sq_dist(d2: jax.Array) -> jax.Array:
+    """Squared-exponential kernel as a function of squared (scaled) distance."""
+    return jnp.exp(-0.5 * jnp.maximum(d2, 0.0))
+
+
+_PROFILES = {"rbf": rbf_of_sq_dist, "matern52": matern52_of_sq_dist}
+
+
+def _sq_dist(F1: jax.Array, F2: jax.Array) -> jax.Array:
+    return jnp.sum(F1 * F1, axis=-1)[:, None] + jnp.sum(F2 * F2, axis=-1)[None, :] - 2.0 * F1 @ F2.T
+
+
+class ARDStationary(tinygp.kernels.Kernel):
+    """Unit-variance RBF or Matern-5/2 kernel with one lengthscale per feature, acting on some
+    columns of the encoded decision (after an optional mixture representation).
+
+    Fields: ``lengthscale`` [D] (feature units), ``power`` [K] (Box-Cox only, else unused),
+    static ``columns``, ``profile`` ("rbf" | "matern52"), ``representation``.
+    """
+
+    lengthscale: jax.Array
+    power: jax.Array
+    columns: tuple[int, ...] = eqx.field(static=True)
+    profile: str = eqx.field(static=True, default="rbf")
+    representation: str = eqx.field(static=True, default="raw")
+
+    def features(self, X: jax.Array) -> jax.Array:
+        x = X[..., jnp.asarray(self.columns)]
+        if self.representation != "none":
+            x = mixture_features(x, self.representation, self.power)
+        return x / self.lengthscale
+
+    def evaluate(self, X1, X2):
+        d2 = jnp.sum(jnp.square(self.features(X1) - self.features(X2)))
+        return _PROFILES[self.profile](d2)
+
+    def gram(self, X1: jax.Array, X2: jax.Array) -> jax.Array:
+        """[N1, N2] Gram matrix via one matrix product (the fast path)."""
+        return _PROFILES[self.profile](_sq_dist(self.features(X1), self.features(X2)))
+
+    def diag(self, X: jax.Array) -> jax.Array:
+        return jnp.ones(X.shape[:1], X.dtype)
+
+
+class ExponentialDecay(tinygp.kernels.Kernel):
+    """Freeze-thaw learning-curve kernel, as BoTorch's ``ExponentialDecayKernel``:
+
+        k(t, t') = offset + scale^power / (t + t' + scale)^power
+
+    over one column ``t`` >= 0 (normalized log steps). Positive definite for t >= 0 (a mixture
+    of exponential-decay kernels over a Gamma-distributed rate, plus a constant).
+    """
+
+    offset: jax.Array
+    power: jax.Array
+    scale: jax.Array
+    column: int = eqx.field(static=True)
+
+    def evaluate(self, X1, X2):
+        t = jnp.maximum(X1[self.column], 0.0) + jnp.maximum(X2[self.column], 0.0)
+        return self.offset + jnp.exp(self.power * (jnp.log(self.scale) - jnp.log(t + self.scale)))
+
+    def gram(self, X1, X2):
+        t = jnp.maximum(X1[:, self.column], 0.0)[:, None] + jnp.maximum(X2[:, self.column], 0.0)
+        return self.offset + jnp.exp(self.power * (jnp.log(self.scale) - jnp.log(t + self.scale)))
+
+    def diag(self, X):
+        t = 2.0 * jnp.maximum(X[:, self.column], 0.0)
+        return self.offset + jnp.exp(self.power * (jnp.log(self.scale) - jnp.log(t + self.scale)))
+
+
+class LinearTruncatedFidelity(tinygp.kernels.Kernel):
+    """BoTorch's ``LinearTruncatedFidelityKernel`` for one or two fidelity columns f in [0, 1]
+    (1 = the target fidelity; inputs are clamped to [0, 1]):
+
+        K = k_unbiased(x, x') + bias(f, f') * k_biased(x, x')
+        c_i = (1 - f_i)(1 - f_i') (1 + f_i f_i')^p
+        one fidelity:   bias = c_1
+        two fidelities: bias = c_1 + c_2 + (1 - f_1)(1 - f_1')(1 - f_2)(1 - f_2') (1 + f.f')^p
+    At the target fidelity the bias term vanishes, so k_biased models how cheap runs differ.
+    """
+
+    unbiased: tinygp.kernels.Kernel
+    biased: tinygp.kernels.Kernel
+    power: jax.Array
+    fidelity_columns: tuple[int, ...] = eqx.field(static=True)
+
+    def _bias(self, F1, F2):
+        # F1 [..., P], F2 [..., P] broadcastable; returns [...]
+        F1, F2 = jnp.clip(F1, 0.0, 1.0), jnp.clip(F2, 0.0, 1.0)
+        cross = (1.0 - F1) * (1.0 - F2)
+        c = cross * jnp.power(1.0 + F1 * F2, self.power)
+        bias = jnp.sum(c, axis=-1)
+        if F1.shape[-1] == 2:
+            inner = jnp.power(1.0 + jnp.sum(F1 * F2, axis=-1), self.power)
+            bias = bias + jnp.prod(cross, axis=-1) * inner
+        return bias
+
+    def evaluate(self, X1, X2):
+        cols = jnp.asarray(self.fidelity_columns)
+        bias = self._bias(X1[cols], X2[cols])
+        return self.unbiased.evaluate(X1, X2) + bias * self.biased.evaluate(X1, X2)
+
+    def gram(self, X1, X2):
+        cols = jnp.asarray(self.fidelity_columns)
+        bias = self._bias(X1[:, None, cols], X2[None, :, cols])
+        return gram(self.unbiased, X1, X2) + bias * gram(self.biased, X1, X2)
+
+    def diag(self, X):
+        cols = jnp.asarray(self.fidelity_columns)
+        bias = self._bias(X[:, cols], X[:, cols])
+        return diag(self.unbiased, X) + bias * diag(self.biased, X)
+
+
+def gram(kernel: tinygp.kernels.Kernel, X1: jax.Array, X2: jax.Array) -> jax.Array:
+    """Gram matrix [N1, N2] of any tinygp kernel, via matrix products for recipes_jax kernels
+    and sums/products/constants of them; other tinygp kernels fall back to ``kernel(X1, X2)``.
+    """
+    if isinstance(kernel, tinygp.kernels.base.Product):
+        factors = _product_factors(kernel)
+        if all(isinstance(f, ARDStationary) and f.profile == "rbf" for f in factors):
+            # a product of RBFs is one RBF over the joined features: one distance, one exp
+            F1 = jnp.concatenate([f.features(X1) for f in factors], axis=-1)
+            F2 = jnp.concatenate([f.features(X2) for f in factors], axis=-1)
+            return rbf_of_sq_dist(_sq_dist(F1, F2))
+        return gram(kernel.kernel1, X1, X2) * gram(kernel.kernel2, X1, X2)
+    if isinstance(kernel, tinygp.kernels.base.Sum):
+        return gram(kernel.kernel1, X1, X2) + gram(kernel.kernel2, X1, X2)
+    if isinstance(kernel, tinygp.kernels.base.Constant):
+        return jnp.full((X1.shape[0], X2.shape[0]), kernel.value, dtype=X1.dtype)
+    if hasattr(kernel, "gram"):
+        return kernel.gram(X1, X2)
+    return kernel(X1, X2)
+
+
+def _product_factors(kernel) -> list:
+    if isinstance(kernel, tinygp.kernels.base.Product):
+        return _product_factors(kernel.kernel1) + _product_factors(kernel.kernel2)
+    return [kernel]
+
+
+def diag(kernel: tinygp.kernels.Kernel, X: jax.Array) -> jax.Array:
+    """Diagonal [N] of the Gram matrix of ``kernel`` at X [N, D]."""
+    if isinstance(kernel, tinygp.kernels.base.Product):
+        return diag(kernel.kernel1, X) * diag(kernel.kernel2, X)
+    if isinstance(kernel, tinygp.kernels.base.Sum):
+        return diag(kernel.kernel1, X) + diag(kernel.kernel2, X)
+    if isinstance(kernel, tinygp.kernels.base.Constant):
+        return jnp.full(X.shape[:1], kernel.value, dtype=X.dtype)
+    if hasattr(kernel, "diag"):
+        return kernel.diag(X)
+    return kernel(X)
+
+
+# --------------------------------------------------------------------------------------------
+# Kernel families: static descriptions + unconstrained parameters -> tinygp kernels.
+# --------------------------------------------------------------------------------------------
+
+_LS_BOUNDS = (1e-3, 1e3)
+_LS_PRIOR_SD = 1.5
+
+
+def _log_normal(log_x, loc, sd):
+    return -0.5 * jnp.sum(jnp.square((log_x - loc) / sd)) - jnp.size(log_x) * math.log(sd)
+
+
+class KernelFamily:
+    """A kernel shape with learnable hyperparameters (like a flax module without state).
+
+    ``init(num_domains)`` -> dict of unconstrained float arrays (the fit's search space);
+    ``build(params, num_domains)`` -> a tinygp kernel over encoded decisions
+    [w_1..w_K, u_scale, u_steps]; ``log_prior(params, num_domains)`` -> scalar. Families
+    compose with ``*`` and ``+``, so the paper's kernel is one line::
+
+        kernels.rbf("mixture") * kernels.rbf("scale") * kernels.rbf("steps")
+    """
+
+    def init(self, num_domains: int) -> dict:
+        raise NotImplementedError
+
+    def build(self, params: dict, num_domains: int) -> tinygp.kernels.Kernel:
+        raise NotImplementedError
+
+    def log_prior(self, params: dict, num_domains: int) -> jax.Array:
+        raise NotImplementedError
+
+    def __mul__(self, other: KernelFamily) -> KernelFamily:
+        return ProductFamily(self, other)
+
+    def __add__(self, other: KernelFamily) -> KernelFamily:
+        return SumFamily(self, other)
+
+
+@dataclass(frozen=True)
+class StationaryFamily(KernelFamily):
+    """ARD RBF / Matern-5/2 over one input part; see :func:`rbf` and :func:`matern52_ard`."""
+
+    part: str
+    profile: str = "rbf"
+    representation: str = "raw"
+
+    def __post_init__(self):
+        part_columns(self.part, 2)  # validates the name
+        if self.profile not in _PROFILES:
+            raise ValueError(f"unknown profile {self.profile!r}; use one of {list(_PROFILES)}")
+        rep = self.representation
+        if self.part == "mixture" and rep not in REPRESENTATIONS:
+            raise ValueError(f"unknown mixture representation {rep!r}; use {REPRESENTATIONS}")
+        if self.part != "mixture" and rep not in ("raw", "none"):
+            raise ValueError(f"representation {rep!r} only applies to the mixture part")
+
+    def _rep(self) -> str:
+        return self.representation if self.part == "mixture" else "none"
+
+    def _dims(self, K: int) -> int:
+        if self.part != "mixture":
+            return len(part_columns(self.part, K))
+        return K - 1 if self.representation == "ilr" else K
+
+    def _span(self) -> float:
+        # typical spread of one feature, so lengthscales start and are a priori of that size
+        return {"raw": 0.3, "sqrt": 0.4, "ilr": 2.0, "box_cox": 1.0, "none": 0.5}[self._rep()]
+
+    def init(self, num_domains: int) -> dict:
+        D = self._dims(num_domains)
+        ls = self._span() * np.sqrt(D)
+        params = {"lengthscale": gp_bounded_inverse(np.full(D, np.log(ls)), _LS_BOUNDS)}
+        if self._rep() == "box_cox":
+            params["power"] = np.asarray(unbounded_np(np.full(num_domains, 0.5), 0.02, 1.0))
+        return params
+
+    def build(self, params: dict, num_domains: int) -> ARDStationary:
+        lo, hi = math.log(_LS_BOUNDS[0]), math.log(_LS_BOUNDS[1])
+        lengthscale = jnp.exp(lo + (hi - lo) * jax.nn.sigmoid(params["lengthscale"]))
+        power = (
+            0.02 + 0.98 * jax.nn.sigmoid(params["power"])
+            if "power" in params
+            else jnp.ones((), lengthscale.dtype)
+        )
+        return ARDStationary(
+            lengthscale=lengthscale,
+            power=power,
+            columns=part_columns(self.part, num_domains),
+            profile=self.profile,
+            representation=self._rep(),
+        )
+
+    def log_prior(self, params: dict, num_domains: int) -> jax.Array:
+        D = self._dims(num_domains)
+        lo, hi = math.log(_LS_BOUNDS[0]), math.log(_LS_BOUNDS[1])
+        log_ls = lo + (hi - lo) * jax.nn.sigmoid(params["lengthscale"])
+        return _log_normal(log_ls, math.log(self._span() * math.sqrt(D)), _LS_PRIOR_SD)
+
+
+@dataclass(frozen=True)
+class ExponentialDecayFamily(KernelFamily):
+    """Freeze-thaw kernel over the ``steps`` part (see :class:`ExponentialDecay`)."""
+
+    part: str = "steps"
+
+    def init(self, num_domains: int) -> dict:
+        return {"log_offset_power_scale": unbounded_np(np.array([np.log(0.1), 0.0, 0.0]), -9, 3)}
+
+    def _values(self, params):
+        return jnp.exp(-9.0 + 12.0 * jax.nn.sigmoid(params["log_offset_power_scale"]))
+
+    def build(self, params: dict, num_domains: int) -> ExponentialDecay:
+        (col,) = part_columns(self.part, num_domains)
+        offset, power, scale = self._values(params)
+        return ExponentialDecay(offset=offset, power=power, scale=scale, column=col)
+
+    def log_prior(self, params: dict, num_domains: int) -> jax.Array:
+        return _log_normal(jnp.log(self._values(params)), 0.0, 2.0)
+
+
+@dataclass(frozen=True)
+class LinearTruncatedFidelityFamily(KernelFamily):
+    """BoTorch's linear truncated fidelity kernel (see :class:`LinearTruncatedFidelity`), with
+    Matern-5/2 (or RBF) ARD kernels over the mixture for its unbiased and biased parts."""
+
+    fidelity_part: str = "fidelity"
+    profile: str = "matern52"
+    representation: str = "raw"
+
+    def _parts(self):
+        return (
+            StationaryFamily("mixture", self.profile, self.representation),
+            StationaryFamily("mixture", self.profile, self.representation),
+        )
+
+    def init(self, num_domains: int) -> dict:
+        unbiased, biased = self._parts()
+        return {
+            "unbiased": unbiased.init(num_domains),
+            "biased": biased.init(num_domains),
+            "log_power": unbounded_np(0.0, -5.0, 3.0),
+        }
+
+    def build(self, params: dict, num_domains: int) -> LinearTruncatedFidelity:
+        unbiased, biased = self._parts()
+        return LinearTruncatedFidelity(
+            unbiased=unbiased.build(params["unbiased"], num_domains),
+            biased=biased.build(params["biased"], num_domains),
+            power=jnp.exp(-5.0 + 8.0 * jax.nn.sigmoid(params["log_power"])),
+            fidelity_columns=part_columns(self.fidelity_part, num_domains),
+        )
+
+    def log_prior(self, params: dict, num_domains: int) -> jax.Array:
+        unbiased, biased = self._parts()
+        return (
+            unbiased.log_prior(params["unbiased"], num_domains)
+            + biased.log_prior(params["biased"], num_domains)
+            + _log_normal(-5.0 + 8.0 * jax.nn.sigmoid(params["log_power"]), 0.0, 1.0)
+        )
+
+
+@dataclass(frozen=True)
+class ProductFamily(KernelFamily):
+    left: KernelFamily
+    right: KernelFamily
+
+    def init(self, num_domains):
+        return {"left": self.left.init(num_domains), "right": self.right.init(num_domains)}
+
+    def build(self, params, num_domains):
+        return self.left.build(params["left"], num_domains) * self.right.build(
+            params["right"], num_domains
+        )
+
+    def log_prior(self, params, num_domains):
+        return self.left.log_prior(params["left"], num_domains) + self.right.log_prior(
+            params["right"], num_domains
+        )
+
+
+@dataclass(frozen=True)
+class SumFamily(KernelFamily):
+    left: KernelFamily
+    right: KernelFamily
+
+    def init(self, num_domains):
+        return {
+            "left": self.left.init(num_domains),
+            "right": self.right.init(num_domains),
+            "log_weight": np.zeros(()),
+        }
+
+    def build(self, params, num_domains):
+        weight = jnp.exp(-7.0 + 14.0 * jax.nn.sigmoid(params["log_weight"]))
+        return self.left.build(params["left"], num_domains) + tinygp.kernels.base.Constant(
+            weight
+        ) * self.right.build(params["right"], num_domains)
+
+    def log_prior(self, params, num_domains):
+        return (
+            self.left.log_prior(params["left"], num_domains)
+            + self.right.log_prior(params["right"], num_domains)
+            + _log_normal(-7.0 + 14.0 * jax.nn.sigmoid(params["log_weight"]), 0.0, 2.0)
+        )
+
+
+def gp_bounded_inverse(log_value: np.ndarray, bounds: tuple[float, float]) -> np.ndarray:
+    """Unconstrained value whose sigmoid maps into log(bounds) at ``log_value``."""
+    lo, hi = np.log(bounds[0]), np.log(bounds[1])
+    return unbounded_np(log_value, lo, hi)
+
+
+def unbounded_np(value, lo, hi) -> np.ndarray:
+    frac = np.clip((np.asarray(value, dtype=np.float64) - lo) / (hi - lo), 1e-6, 1 - 1e-6)
+    return np.log(frac) - np.log1p(-frac)
+
+
+def rbf(part: str, representation: str = "raw") -> StationaryFamily:
+    """ARD squared-exponential kernel over ``part`` ("mixture", "scale", "steps" or
+    "fidelity"); for the mixture, over the given simplex ``representation``."""
+    return StationaryFamily(part, "rbf", representation)
+
+
+def matern52_ard(part: str, representation: str = "raw") -> StationaryFamily:
+    """ARD Matern-5/2 kernel over ``part`` (see :func:`rbf`)."""
+    return StationaryFamily(part, "matern52", representation)
+
+
+def exponential_decay(part: str = "steps") -> ExponentialDecayFamily:
+    """Freeze-thaw learning-curve kernel over normalized log steps (BoTorch's
+    ExponentialDecayKernel)."""
+    return ExponentialDecayFamily(part)
+
+
+def linear_truncated_fidelity(
+    profile: str = "matern52", representation: str = "raw", fidelity_part: str = "fidelity"
+) -> LinearTruncatedFidelityFamily:
+    """BoTorch's LinearTruncatedFidelityKernel over (scale, steps) fidelities."""
+    return LinearTruncatedFidelityFamily(fidelity_part, profile, representation)
+
+
+def paper_kernel() -> KernelFamily:
+    """The paper's kernel: RBF over mixture x RBF over log scale x RBF over log steps."""
+    return rbf("mixture") * rbf("scale") * rbf("steps")

@@ -286,6 +286,48 @@ class Space:
         gflops = jnp.asarray(self.gflops_per_step) / self.target_gflops
         return gflops[self.scale_index(scale)] * jnp.asarray(steps)
 
+    def _log_ranges(self):
+        log_steps = np.log(np.asarray(self.steps, dtype=np.float64))
+        return (
+            (self._log_scales[0], np.log(self.target[0]) - self._log_scales[0]),
+            (log_steps[0], np.log(self.target[1]) - log_steps[0]),
+        )
+
+    def encode(self, mixtures, scales, steps):
+        """Encoded decisions, the inputs of the GP; jittable.
+
+        mixtures [..., K], scales [...] (millions), steps [...] -> [..., K + 2] =
+        ``[w_1..w_K, u_scale, u_steps]`` with ``u = (log v - log v_min) / (log v_target -
+        log v_min)``: 0 at the smallest scale / step count of the grids, 1 at the target (above 1
+        for fidelities beyond the target). A grid with one value maps to 1.
+        """
+        w = jnp.asarray(mixtures)
+        dtype = jnp.result_type(w.dtype, float)
+        columns = []
+        for values, (lo, span) in zip((scales, steps), self._log_ranges(), strict=True):
+            log_v = jnp.log(jnp.asarray(values, dtype=dtype))
+            u = (log_v - lo) / span if span > 0 else jnp.ones_like(log_v)
+            columns.append(jnp.broadcast_to(u, w.shape[:-1])[..., None])
+        return jnp.concatenate([w.astype(dtype), *columns], axis=-1)
+
+    def decode_fidelity(self, u_scale, u_steps):
+        """Inverse of the fidelity part of :meth:`encode`: (scales, steps) as floats (steps not
+        rounded to the grid)."""
+        (lo_m, span_m), (lo_s, span_s) = self._log_ranges()
+        return jnp.exp(lo_m + span_m * jnp.asarray(u_scale)), jnp.exp(
+            lo_s + span_s * jnp.asarray(u_steps)
+        )
+
+    def fidelity_grid(self, steps_per_scale: int = 3) -> tuple[np.ndarray, np.ndarray]:
+        """Default fidelities for acquisition search: every scale x ``steps_per_scale`` step
+        counts (the grid values nearest to ``j / steps_per_scale`` of the target steps, j = 1..),
+        always including the target. Returns (scales [F] float64, steps [F] int64)."""
+        grid = np.asarray(self.steps)
+        wanted = self.target[1] * np.arange(1, steps_per_scale + 1) / steps_per_scale
+        chosen = np.unique(grid[np.argmin(np.abs(grid[None, :] - wanted[:, None]), axis=1)])
+        m, s = np.meshgrid(np.asarray(self.scales), chosen, indexing="ij")
+        return m.ravel().astype(np.float64), s.ravel().astype(np.int64)
+
     def check_mixtures(self, mixtures, *, atol: float = MIXTURE_SUM_ATOL) -> np.ndarray:
         """Validated, renormalized float64 mixtures ``[B, K]``; ``ValueError`` if not."""
         return check_mixtures(mixtures, self.num_domains, atol=atol)

@@ -83,3 +83,34 @@ def test_minimize_finds_the_minimum_and_bounded_round_trips():
     np.testing.assert_allclose(best, p, atol=1e-5)
     x = jnp.array([0.1, 0.5, 0.9])
     np.testing.assert_allclose(gp.bounded(gp.unbounded(x, 0.0, 1.0), 0.0, 1.0), x, atol=1e-12)
+
+
+@pytest.mark.parametrize("with_mean", [False, True])
+def test_restricted_nll_value_and_gradient_match_autodiff_of_reml_nll(with_mean):
+    rng = np.random.default_rng(3)
+    n, keep = 10, np.array([1, 1, 1, 0, 1, 1, 0, 1, 1, 1], bool)
+    A = rng.normal(size=(n, n))
+    y, H = rng.normal(size=n), rng.normal(size=(n, 2)) if with_mean else None
+    noise = jnp.full(n, 0.05)
+
+    def K_of(t):
+        return (A * t) @ (A * t).T / n + 0.1 * jnp.eye(n)
+
+    def reference(t, y):
+        return gp.reml_nll(K_of(t), noise, y, jnp.asarray(keep), H)[0]
+
+    def fast(t, y):
+        return gp.restricted_nll(K_of(t), noise, y, jnp.asarray(keep), H)
+
+    t = jnp.asarray(rng.uniform(0.5, 1.5, n))
+    assert float(fast(t, y)) == pytest.approx(float(reference(t, y)), rel=1e-9)
+    for argnum in (0, 1):
+        np.testing.assert_allclose(
+            jax.grad(fast, argnum)(t, jnp.asarray(y)),
+            jax.grad(reference, argnum)(t, jnp.asarray(y)),
+            rtol=1e-7,
+            atol=1e-9,
+        )
+    # a non-positive-definite matrix gives +inf, never NaN
+    bad = gp.restricted_nll(-jnp.eye(n), jnp.zeros(n), jnp.asarray(y), jnp.ones(n, bool))
+    assert float(bad) == np.inf

@@ -119,3 +119,23 @@ def test_check_mixtures_accepts_exactly_the_valid_rows(weights):
     else:
         with pytest.raises(ValueError):
             check_mixtures(w, 3)
+
+
+def test_encode_maps_grids_to_unit_interval_and_back():
+    space = rj.Space.paper()
+    w = np.full((3, 5), 0.2)
+    x = np.asarray(space.encode(w, [20.0, 150.0, 1000.0], [100, 1000, 19_500]))
+    assert x.shape == (3, 7)
+    np.testing.assert_allclose(x[:, :5], w)
+    np.testing.assert_allclose(x[[0, 2], 5], [0.0, 1.0])
+    np.testing.assert_allclose(x[[0, 2], 6], [0.0, 1.0])
+    m, s = space.decode_fidelity(x[:, 5], x[:, 6])
+    np.testing.assert_allclose(m, [20.0, 150.0, 1000.0], rtol=1e-6)
+    np.testing.assert_allclose(s, [100, 1000, 19_500], rtol=1e-6)
+    scales, steps = space.fidelity_grid()
+    assert len(scales) == 21 and set(steps) == {6500, 13_000, 19_500}
+    assert (1000.0, 19_500) in set(zip(scales, steps, strict=True))
+    one_scale = rj.Space(domains=["a", "b"], scales=[60], steps=[10, 20], target=(60, 20))
+    np.testing.assert_allclose(
+        one_scale.encode(np.array([[0.5, 0.5]]), [60.0], [10])[0, 2:], [1.0, 0.0]
+    )

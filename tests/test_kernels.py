@@ -1,0 +1,140 @@
+"""Kernel families: PSD Gram matrices (hypothesis), fast Gram == tinygp's pairwise path,
+BoTorch's formulas for the fidelity kernels."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from recipes_jax import kernels
+
+
+@pytest.fixture(autouse=True)
+def x64():
+    with jax.enable_x64(True):
+        yield
+
+
+K = 4
+FAMILIES = {
+    "paper": kernels.paper_kernel(),
+    "rbf_raw": kernels.rbf("mixture"),
+    "matern_sqrt": kernels.matern52_ard("mixture", "sqrt"),
+    "rbf_ilr": kernels.rbf("mixture", "ilr"),
+    "matern_boxcox_x_fidelity": kernels.matern52_ard("mixture", "box_cox")
+    * kernels.rbf("fidelity"),
+    "exp_decay": kernels.exponential_decay(),
+    "freeze_thaw_product": kernels.rbf("mixture")
+    * kernels.exponential_decay()
+    * kernels.matern52_ard("scale"),
+    "linear_truncated": kernels.linear_truncated_fidelity(),
+    "linear_truncated_steps": kernels.linear_truncated_fidelity(fidelity_part="steps"),
+    "sum": kernels.rbf("mixture") + kernels.rbf("mixture", "ilr") * kernels.rbf("steps"),
+}
+
+
+def random_inputs(rng, n):
+    w = rng.dirichlet(np.full(K, 0.5), n)
+    u = rng.uniform(0.0, 1.0, (n, 2))
+    u[: n // 3] = 1.0  # some at the target fidelity
+    return np.concatenate([w, u], axis=1)
+
+
+def random_params(family, rng, spread):
+    flat, unravel = jax.flatten_util.ravel_pytree(family.init(K))
+    return unravel(jnp.asarray(flat) + spread * rng.normal(size=flat.shape))
+
+
+@jax.jit
+def _gram_and_pairwise(kernel, X):
+    return kernels.gram(kernel, X, X), kernel(X, X)
+
+
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+@settings(max_examples=12, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), spread=st.floats(0.0, 2.0), duplicate=st.booleans())
+def test_gram_is_psd_and_matches_pairwise(name, seed, spread, duplicate):
+    family = FAMILIES[name]
+    rng = np.random.default_rng(seed)
+    X = random_inputs(rng, 16)
+    if duplicate:
+        X[1] = X[0]
+    kernel = family.build(random_params(family, rng, spread), K)
+    G, G_pairwise = (np.asarray(a) for a in _gram_and_pairwise(kernel, jnp.asarray(X)))
+    scale = np.abs(G).max()
+    assert np.all(np.isfinite(G))
+    np.testing.assert_allclose(G, G.T, atol=1e-12 * scale)
+    np.testing.assert_allclose(G, G_pairwise, atol=1e-9 * scale)
+    np.testing.assert_allclose(np.diag(G), kernels.diag(kernel, jnp.asarray(X)), atol=1e-9 * scale)
+    assert np.linalg.eigvalsh(G).min() >= -1e-9 * scale
+    assert np.isfinite(float(family.log_prior(random_params(family, rng, spread), K)))
+
+
+def test_paper_kernel_is_one_line_product_of_rbfs():
+    family = kernels.rbf("mixture") * kernels.rbf("scale") * kernels.rbf("steps")
+    assert family == kernels.paper_kernel()
+    rng = np.random.default_rng(0)
+    X = random_inputs(rng, 5)
+    params = random_params(family, rng, 0.5)
+    k = family.build(params, K)
+    parts = [k.kernel1.kernel1, k.kernel1.kernel2, k.kernel2]
+    ls = np.concatenate([np.asarray(p.lengthscale) for p in parts])
+    d2 = (((X[:, None, :] - X[None, :, :]) / ls) ** 2).sum(-1)
+    np.testing.assert_allclose(kernels.gram(k, X, X), np.exp(-0.5 * d2), atol=1e-12)
+
+
+def test_linear_truncated_matches_botorch_formula():
+    rng = np.random.default_rng(1)
+    family = kernels.linear_truncated_fidelity(profile="rbf")
+    params = random_params(family, rng, 0.5)
+    k = family.build(params, K)
+    X = random_inputs(rng, 6)
+    X[0, K:] = [1.3, -0.2]  # clamped to [0, 1]
+    p = float(k.power)
+    f = np.clip(X[:, K:], 0, 1)
+
+    def rbf(ls, a, b):
+        return np.exp(-0.5 * (((a[:, None, :K] - b[None, :, :K]) / ls) ** 2).sum(-1))
+
+    k0 = rbf(np.asarray(k.unbiased.lengthscale), X, X)
+    k1 = rbf(np.asarray(k.biased.lengthscale), X, X)
+    c = [
+        np.outer(1 - f[:, i], 1 - f[:, i]) * (1 + np.outer(f[:, i], f[:, i])) ** p for i in range(2)
+    ]
+    inter = (
+        np.outer(1 - f[:, 0], 1 - f[:, 0]) * np.outer(1 - f[:, 1], 1 - f[:, 1]) * (1 + f @ f.T) ** p
+    )
+    expected = k0 + (c[0] + c[1] + inter) * k1
+    np.testing.assert_allclose(kernels.gram(k, X, X), expected, atol=1e-12)
+    # at the target fidelity the bias term vanishes
+    T = X.copy()
+    T[:, K:] = 1.0
+    np.testing.assert_allclose(kernels.gram(k, T, T), rbf(np.asarray(k.unbiased.lengthscale), T, T))
+
+
+def test_exponential_decay_matches_botorch_formula():
+    family = kernels.exponential_decay()
+    k = family.build(family.init(K), K)
+    t = np.array([0.0, 0.3, 1.0])
+    X = np.zeros((3, K + 2))
+    X[:, K + 1] = t
+    w, a, b = float(k.offset), float(k.power), float(k.scale)
+    expected = w + b**a / (t[:, None] + t[None, :] + b) ** a
+    np.testing.assert_allclose(kernels.gram(k, X, X), expected, rtol=1e-12)
+
+
+def test_ilr_basis_is_orthonormal_and_zero_sum():
+    B = kernels.helmert_basis(5)
+    np.testing.assert_allclose(B.T @ B, np.eye(4), atol=1e-12)
+    np.testing.assert_allclose(B.sum(0), 0.0, atol=1e-12)
+
+
+def test_bad_names_are_refused():
+    with pytest.raises(ValueError, match="unknown input part"):
+        kernels.rbf("width")
+    with pytest.raises(ValueError, match="mixture representation"):
+        kernels.rbf("mixture", "logit")
+    with pytest.raises(ValueError, match="only applies to the mixture"):
+        kernels.rbf("steps", "ilr")

@@ -1,0 +1,189 @@
+"""The GP surrogate (gp.GP, Observations, Posterior) against a plain numpy implementation."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import recipes_jax as rj
+from recipes_jax import gp, kernels
+
+
+@pytest.fixture(autouse=True)
+def x64():
+    with jax.enable_x64(True):
+        yield
+
+
+SPACE = rj.Space.paper()
+MODEL = gp.GP(kernels.paper_kernel(), SPACE.num_domains)
+
+
+def make_data(n, seed=0, noise=0.01):
+    rng = np.random.default_rng(seed)
+    w = rng.dirichlet(np.ones(5), n)
+    m = rng.choice(SPACE.scales, n)
+    s = rng.choice(SPACE.steps, n)
+    coef = np.array([0.1, -0.05, 0.02, 0.03, -0.1])
+    y = np.log(w + 1e-3) @ coef + 1.0 / np.log(m) + 100.0 / np.sqrt(s)
+    y = y + noise * rng.normal(size=n)
+    return np.asarray(SPACE.encode(w, m, s)), y
+
+
+def perturbed_params(seed):
+    flat, unravel = jax.flatten_util.ravel_pytree(MODEL.init(jnp.float64))
+    noise = np.random.default_rng(seed).normal(scale=0.5, size=flat.shape)
+    return unravel(flat + noise)
+
+
+def numpy_posterior(model, params, x, y, xq):
+    """Textbook GP regression with a GLS constant mean, in numpy."""
+    kernel, amplitude, noise = model.hyperparameters(params)
+    # the paper kernel is a product of ARD RBFs = one ARD RBF over all columns
+    parts = [kernel.kernel1.kernel1, kernel.kernel1.kernel2, kernel.kernel2]
+    ls = np.concatenate([np.asarray(p.lengthscale) for p in parts])
+    cols = np.concatenate([np.asarray(p.columns) for p in parts])
+
+    def k(a, b):
+        a, b = a[:, cols] / ls, b[:, cols] / ls
+        d2 = ((a[:, None, :] - b[None, :, :]) ** 2).sum(-1)
+        return float(amplitude) * np.exp(-0.5 * d2)
+
+    loc, scale = y.mean(), y.std()
+    z = (y - loc) / scale
+    C = k(x, x) + float(noise) * np.eye(len(y))
+    Ci = np.linalg.inv(C)
+    one = np.ones(len(y))
+    beta = (one @ Ci @ z) / (one @ Ci @ one)
+    Ks = k(xq, x)
+    mean = beta + Ks @ Ci @ (z - beta)
+    var = float(amplitude) - np.einsum("qn,nm,qm->q", Ks, Ci, Ks)
+    return loc + scale * mean, scale**2 * var
+
+
+def test_posterior_matches_numpy_to_1e8():
+    x, y = make_data(25)
+    xq, _ = make_data(40, seed=1)
+    params = perturbed_params(3)
+    post = MODEL.condition(params, gp.observations(x, y))
+    mean, var = gp.predict(post, jnp.asarray(xq))
+    ref_mean, ref_var = numpy_posterior(MODEL, params, x, y, xq)
+    np.testing.assert_allclose(mean, ref_mean, atol=1e-8, rtol=0)
+    np.testing.assert_allclose(var, ref_var, atol=1e-8, rtol=0)
+
+
+def test_padding_has_no_effect_to_1e9():
+    x, y = make_data(20)
+    xq, _ = make_data(30, seed=2)
+    params = perturbed_params(4)
+    tight = gp.observations(x, y)
+    padded = gp.observations(x, y, capacity=33)
+    # garbage in the padded rows must not matter
+    padded = padded._replace(x=padded.x.at[20:].set(0.37), y=padded.y.at[20:].set(1e6))
+    a, b = MODEL.condition(params, tight), MODEL.condition(params, padded)
+    for got, ref in zip(gp.predict(b, xq), gp.predict(a, xq), strict=True):
+        np.testing.assert_allclose(got, ref, atol=1e-9, rtol=0)
+    _, cov_a = gp.predict_covariance(a, xq)
+    _, cov_b = gp.predict_covariance(b, xq)
+    np.testing.assert_allclose(cov_b, cov_a, atol=1e-9, rtol=0)
+    assert abs(float(MODEL.loss(params, tight)) - float(MODEL.loss(params, padded))) < 1e-9
+
+
+def test_append_fills_free_rows_skips_nonfinite_and_drops_when_full():
+    obs = gp.empty_observations(4, 7, jnp.float64)
+    obs = gp.append(obs, jnp.ones((2, 7)), jnp.array([1.0, jnp.nan]))
+    assert int(obs.count) == 1 and float(obs.y[0]) == 1.0
+    obs = gp.append(obs, 2 * jnp.ones(7), 2.0)
+    obs = gp.append(obs, 3 * jnp.ones((3, 7)), jnp.array([3.0, 4.0, 5.0]))
+    assert int(obs.count) == 4
+    np.testing.assert_array_equal(obs.y, [1.0, 2.0, 3.0, 4.0])
+    np.testing.assert_array_equal(obs.x[1], 2.0 * np.ones(7))
+    jitted = jax.jit(gp.append)(obs, jnp.zeros(7), 9.0)
+    np.testing.assert_array_equal(jitted.y, obs.y)
+
+
+def test_covariance_diagonal_and_samples_agree_with_predict():
+    x, y = make_data(15)
+    xq, _ = make_data(6, seed=5)
+    post = MODEL.condition(perturbed_params(1), gp.observations(x, y))
+    mean, var = gp.predict(post, xq)
+    mean_c, cov = gp.predict_covariance(post, xq)
+    np.testing.assert_allclose(mean_c, mean, atol=1e-12)
+    np.testing.assert_allclose(np.diag(cov), var, atol=1e-10)
+    draws = gp.sample(post, jax.random.key(0), xq, 40_000)
+    np.testing.assert_allclose(draws.mean(0), mean, atol=4 * np.sqrt(var.max() / 40_000) + 1e-9)
+    emp = np.cov(np.asarray(draws).T)
+    np.testing.assert_allclose(emp, cov, atol=0.05 * np.abs(cov).max())
+
+
+def test_fit_improves_likelihood_and_warm_start_keeps_it():
+    x, y = make_data(40)
+    obs = gp.observations(x, y, capacity=48)
+    start_loss = float(MODEL.loss(MODEL.init(jnp.float64), obs))
+    params, loss = MODEL.fit(obs, jax.random.key(0), num_starts=4, max_steps=30)
+    assert float(loss) < start_loss - 0.2
+    assert float(loss) == pytest.approx(float(MODEL.loss(params, obs)), abs=1e-9)
+    # warm start: the previous optimum is start 0, so the result can only be as good or better
+    params2, loss2 = MODEL.fit(obs, jax.random.key(1), params, num_starts=4, max_steps=30)
+    assert float(loss2) <= float(loss) + 1e-12
+    post = MODEL.condition(params2, obs)
+    mean, _ = gp.predict(post, x)
+    assert np.sqrt(np.mean((np.asarray(mean) - y) ** 2)) < 0.05 * np.std(y) + 0.02
+
+
+def test_adam_fit_also_works():
+    x, y = make_data(40)
+    obs = gp.observations(x, y, capacity=48)
+    start_loss = float(MODEL.loss(MODEL.init(jnp.float64), obs))
+    _, loss = MODEL.fit(obs, jax.random.key(0), num_starts=4, max_steps=30, method="adam")
+    assert float(loss) < start_loss - 0.2
+    with pytest.raises(ValueError, match="unknown fit method"):
+        MODEL.fit(obs, jax.random.key(0), method="sgd")
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+@pytest.mark.parametrize("case", ["single", "constant", "duplicates", "tiny", "huge"])
+def test_degenerate_data_gives_finite_posterior(case, dtype):
+    x, y = make_data(12)
+    if case == "single":
+        x, y = x[:1], y[:1]
+    elif case == "constant":
+        y = np.full_like(y, 3.0)
+    elif case == "duplicates":
+        x = np.concatenate([x, x, x])
+        y = np.concatenate([y, y + 1e-3, y])
+    elif case == "tiny":
+        y = 1e-8 * y
+    elif case == "huge":
+        y = 1e8 * y
+    obs = gp.observations(jnp.asarray(x, dtype), jnp.asarray(y, dtype), capacity=len(y) + 3)
+    params = MODEL.init(dtype)
+    post = MODEL.condition(params, obs)
+    mean, var = gp.predict(post, jnp.asarray(x, dtype))
+    assert mean.dtype == dtype
+    assert np.all(np.isfinite(mean)) and np.all(np.isfinite(var)) and np.all(var >= 0)
+    assert np.isfinite(float(MODEL.loss(params, obs)))
+    np.testing.assert_allclose(mean, y, atol=0.05 * np.abs(y).max() + 1e-3 * abs(y[0]))
+
+
+def test_bad_configuration_is_refused():
+    with pytest.raises(ValueError, match="unknown mean"):
+        gp.GP(kernels.paper_kernel(), 5, mean="quadratic")
+    with pytest.raises(ValueError, match="noise_floor"):
+        gp.GP(kernels.paper_kernel(), 5, noise_floor=0.0)
+    with pytest.raises(ValueError, match="capacity"):
+        gp.observations(np.zeros((3, 7)), np.zeros(3), capacity=2)
+
+
+def test_linear_mean_fits_a_linear_function_exactly():
+    rng = np.random.default_rng(0)
+    x, _ = make_data(30)
+    coef = rng.normal(size=7)
+    y = x @ coef + 2.0
+    model = gp.GP(kernels.paper_kernel(), 5, mean="linear")
+    params = model.init(jnp.float64)
+    params["amplitude"] = jnp.asarray(-5.0)  # tiny kernel: the mean must do the work
+    post = model.condition(params, gp.observations(x, y))
+    xq, _ = make_data(10, seed=9)
+    mean, _ = gp.predict(post, xq)
+    np.testing.assert_allclose(mean, xq @ coef + 2.0, atol=1e-3 * np.abs(y).max())

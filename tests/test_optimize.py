@@ -1,0 +1,99 @@
+"""Acquisition search: candidates on the simplex, refinement never lowers the value."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import recipes_jax as rj
+from recipes_jax import acquisition as acq
+from recipes_jax import gp, kernels, optimize
+
+
+@pytest.fixture(autouse=True)
+def x64():
+    with jax.enable_x64(True):
+        yield
+
+
+def test_candidates_lie_on_the_simplex_and_cover_it():
+    w = np.asarray(optimize.simplex_candidates(jax.random.key(0), 4096, 5))
+    assert w.shape == (4096, 5)
+    assert np.all(w >= 0) and np.allclose(w.sum(1), 1.0, atol=1e-12)
+    # quasi-random half is uniform on the simplex: each weight has mean 1/K, Beta(1, K-1) law
+    qr = np.asarray(optimize.quasi_random_simplex(jax.random.key(1), 2048, 5))
+    np.testing.assert_allclose(qr.mean(0), 0.2, atol=0.01)
+    np.testing.assert_allclose((qr[:, 0] < 0.05).mean(), 1 - 0.95**4, atol=0.02)
+    # sparse draws reach near-vertices
+    assert (w.max(1) > 0.9).sum() > 50
+
+
+def peaked_score(target_w, fidelity_bonus):
+    target_w = jnp.asarray(target_w)
+
+    def score(X, i):
+        return -jnp.sum(jnp.square(X[:, :-2] - target_w), axis=1) + fidelity_bonus[i]  # i: [B]
+
+    return score
+
+
+def test_maximize_finds_the_peak_and_refinement_never_lowers():
+    target_w = np.array([0.5, 0.3, 0.1, 0.07, 0.03])
+    fids = jnp.array([[0.0, 0.5], [0.5, 1.0], [1.0, 1.0]])
+    bonus = jnp.array([0.0, 0.01, -0.01])
+    result = jax.jit(
+        lambda k: optimize.maximize(peaked_score(target_w, bonus), k, fids, 5, num_candidates=512)
+    )(jax.random.key(0))
+    assert int(result.fidelity_index) == 1
+    assert float(result.value) >= float(result.screened_value)
+    np.testing.assert_allclose(result.mixture, target_w, atol=0.02)
+    assert float(jnp.sum(result.mixture)) == pytest.approx(1.0, abs=1e-12)
+    assert np.all(np.asarray(result.mixture) >= 0)
+
+
+def gp_score():
+    space = rj.Space.paper()
+    rng = np.random.default_rng(0)
+    n = 30
+    w = rng.dirichlet(np.ones(5), n)
+    m = rng.choice(space.scales, n)
+    s = rng.choice(space.steps, n)
+    y = np.log(w + 1e-3) @ np.array([0.1, -0.05, 0.02, 0.03, -0.1]) + 1 / np.log(m)
+    model = gp.GP(kernels.matern52_ard("mixture", "sqrt") * kernels.rbf("fidelity"), 5)
+    post = model.condition(model.init(jnp.float64), gp.observations(space.encode(w, m, s), y))
+    scales, steps = space.fidelity_grid()
+    fids = space.encode(np.zeros((len(scales), 5)), scales, steps)[:, 5:]
+    costs = space.cost(scales, steps)
+    best = float(y.min())
+
+    def score(X, i):
+        mean, var = gp.predict(post, X)
+        return acq.cost_cooled(
+            acq.log_expected_improvement(mean, jnp.sqrt(var), best), costs[i], 0.5, log_space=True
+        )
+
+    return score, fids
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_refinement_on_a_gp_acquisition_never_lowers_it(seed):
+    score, fids = gp_score()
+    assert fids.shape == (21, 2)
+    res = jax.jit(lambda k: optimize.maximize(score, k, fids, 5, num_candidates=256))(
+        jax.random.key(seed)
+    )
+    assert float(res.value) >= float(res.screened_value)
+    # the reported value is the acquisition at the returned point
+    X = jnp.concatenate([res.mixture, fids[res.fidelity_index]])[None]
+    value = score(X, res.fidelity_index[None])[0]
+    assert float(value) == pytest.approx(float(res.value), rel=1e-9)
+    assert np.all(np.asarray(res.mixture) >= 0)
+    assert float(jnp.sum(res.mixture)) == pytest.approx(1.0, abs=1e-12)
+
+
+def test_maximize_vmaps_over_keys():
+    score, fids = gp_score()
+    run = jax.jit(jax.vmap(lambda k: optimize.maximize(score, k, fids, 5, num_candidates=128)))
+    res = run(jax.random.split(jax.random.key(0), 3))
+    assert res.mixture.shape == (3, 5)
+    assert np.all(np.asarray(res.value) >= np.asarray(res.screened_value))
