@@ -187,3 +187,16 @@ def test_linear_mean_fits_a_linear_function_exactly():
     xq, _ = make_data(10, seed=9)
     mean, _ = gp.predict(post, xq)
     np.testing.assert_allclose(mean, xq @ coef + 2.0, atol=1e-3 * np.abs(y).max())
+
+
+def test_float64_posterior_cast_to_float32_scores_accurately():
+    """Fit in float64, score candidates in float32 (what the acquisition search does)."""
+    x, y = make_data(60)
+    xq, _ = make_data(500, seed=11)
+    post = MODEL.condition(perturbed_params(2), gp.observations(x, y, capacity=64))
+    mean64, var64 = gp.predict(post, xq)
+    mean32, var32 = gp.predict(post.astype(jnp.float32), jnp.asarray(xq, jnp.float32))
+    assert mean32.dtype == jnp.float32
+    spread = float(np.std(y))
+    np.testing.assert_allclose(mean32, mean64, atol=1e-4 * spread)
+    np.testing.assert_allclose(var32, var64, atol=1e-4 * spread**2)
