@@ -509,7 +509,21 @@ class GP:
             noise = jnp.maximum(noise, FLOAT32_NOISE_FLOOR)
         return kernel, amplitude, noise
 
+    def _check(self, obs: Observations) -> None:
+        if obs.x.ndim != 2 or obs.x.shape[1] != self.dim:
+            raise ValueError(
+                f"observations have inputs of shape {obs.x.shape}; this GP expects [N, {self.dim}]"
+                f" (K = {self.num_domains} mixture weights + u_scale + u_steps): build them with "
+                "space.encode(mixtures, scales, steps)"
+            )
+        if obs.y.shape != obs.x.shape[:1] or obs.mask.shape != obs.x.shape[:1]:
+            raise ValueError(
+                f"observations disagree on N: x {obs.x.shape}, y {obs.y.shape}, "
+                f"mask {obs.mask.shape}; build them with gp.observations(x, y, capacity)"
+            )
+
     def _standardized(self, obs: Observations, fixed=None):
+        self._check(obs)
         loc, scale = standardization(obs) if fixed is None else fixed
         return jnp.where(obs.mask, (obs.y - loc) / scale, 0.0), loc, scale
 

@@ -121,6 +121,13 @@ def maximize(
     mixture is exactly on the simplex (a softmax, or a candidate).
     """
     fidelities = jnp.asarray(fidelities)
+    if fidelities.ndim != 2 or fidelities.shape[1] != 2 or fidelities.shape[0] == 0:
+        raise ValueError(
+            f"fidelities must be [F, 2] encoded (u_scale, u_steps) rows, F >= 1; got shape "
+            f"{fidelities.shape}. Build them with space.encode(..)[:, -2:]"
+        )
+    if top_k < 1 or num_candidates < 1:
+        raise ValueError(f"need num_candidates >= 1 and top_k >= 1; got {num_candidates}, {top_k}")
     dtype = fidelities.dtype
     W = simplex_candidates(key, num_candidates, num_domains, dtype)
     if extra_candidates is not None:

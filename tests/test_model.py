@@ -201,3 +201,12 @@ def test_float64_posterior_cast_to_float32_scores_accurately():
     # measured: max error 2.5e-4 x spread on the mean (alpha is large under these params)
     np.testing.assert_allclose(mean32, mean64, atol=5e-4 * spread)
     np.testing.assert_allclose(var32, var64, atol=5e-4 * spread**2)
+
+
+def test_observations_of_the_wrong_shape_are_refused():
+    x, y = make_data(5)
+    with pytest.raises(ValueError, match=r"expects \[N, 7\].*space.encode"):
+        MODEL.condition(MODEL.init(jnp.float64), gp.observations(x[:, :5], y))
+    bad = gp.observations(x, y)._replace(y=jnp.zeros(4))
+    with pytest.raises(ValueError, match="disagree on N"):
+        MODEL.loss(MODEL.init(jnp.float64), bad)

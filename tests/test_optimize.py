@@ -97,3 +97,11 @@ def test_maximize_vmaps_over_keys():
     res = run(jax.random.split(jax.random.key(0), 3))
     assert res.mixture.shape == (3, 5)
     assert np.all(np.asarray(res.value) >= np.asarray(res.screened_value))
+
+
+def test_bad_search_arguments_are_refused():
+    score = peaked_score(np.full(5, 0.2), jnp.zeros(3))
+    with pytest.raises(ValueError, match=r"fidelities must be \[F, 2\]"):
+        optimize.maximize(score, jax.random.key(0), jnp.zeros((3, 3)), 5)
+    with pytest.raises(ValueError, match="top_k >= 1"):
+        optimize.maximize(score, jax.random.key(0), jnp.zeros((3, 2)), 5, top_k=0)
