@@ -219,17 +219,21 @@ class ExponentialDecay(tinygp.kernels.Kernel):
     scale: jax.Array
     column: int = eqx.field(static=True)
 
-    def evaluate(self, X1, X2):
-        t = jnp.maximum(X1[self.column], 0.0) + jnp.maximum(X2[self.column], 0.0)
+    def _of_sum(self, t):
+        """The kernel as a function of t + t' (clamped at 0)."""
         return self.offset + jnp.exp(self.power * (jnp.log(self.scale) - jnp.log(t + self.scale)))
+
+    def _times(self, X):
+        return jnp.maximum(X[..., self.column], 0.0)
+
+    def evaluate(self, X1, X2):
+        return self._of_sum(self._times(X1) + self._times(X2))
 
     def gram(self, X1, X2):
-        t = jnp.maximum(X1[:, self.column], 0.0)[:, None] + jnp.maximum(X2[:, self.column], 0.0)
-        return self.offset + jnp.exp(self.power * (jnp.log(self.scale) - jnp.log(t + self.scale)))
+        return self._of_sum(self._times(X1)[:, None] + self._times(X2)[None, :])
 
     def diag(self, X):
-        t = 2.0 * jnp.maximum(X[:, self.column], 0.0)
-        return self.offset + jnp.exp(self.power * (jnp.log(self.scale) - jnp.log(t + self.scale)))
+        return self._of_sum(2.0 * self._times(X))
 
 
 class LinearTruncatedFidelity(tinygp.kernels.Kernel):
