@@ -125,8 +125,7 @@ def target_correlation(post: gp.Posterior, x: jax.Array, x_target: jax.Array):
     _, prior_x, Vx = gp.project(post, x)
     _, prior_t, Vt = gp.project(post, x_target)
     prior_cross = post.amplitude * jax.vmap(post.kernel.evaluate)(x, x_target)
-    var_x = jnp.maximum(prior_x - jnp.sum(Vx * Vx, axis=0), 0.0)
-    var_t = jnp.maximum(prior_t - jnp.sum(Vt * Vt, axis=0), 0.0)
+    var_x, var_t = gp.posterior_variance(prior_x, Vx), gp.posterior_variance(prior_t, Vt)
     cov = prior_cross - jnp.sum(Vx * Vt, axis=0)
     tiny = jnp.finfo(cov.dtype).tiny
     corr = cov / jnp.sqrt(jnp.maximum(var_x * var_t, tiny))
@@ -179,7 +178,7 @@ def knowledge_gradient(
     """
     dtype = post.alpha.dtype
     _, prior_q, Vq = gp.project(post, x)
-    var_q = jnp.maximum(prior_q - jnp.sum(Vq * Vq, axis=0), 0.0)
+    var_q = gp.posterior_variance(prior_q, Vq)
     denom = jnp.sqrt(var_q + post.noise)  # [Q]
     mean_a, _, Va = gp.project(post, x_target_set)
     cov_aq = post.amplitude * kernels.gram(post.kernel, x_target_set, x) - Va.T @ Vq  # [A, Q]

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import optax
 
 from recipes_jax import kernels
+from recipes_jax.bounds import bounded, unbounded
 
 __all__ = [
     "GP",
@@ -40,6 +41,7 @@ __all__ = [
     "minimize_from_starts",
     "minimize_lbfgs_scan",
     "observations",
+    "posterior_variance",
     "predict",
     "predict_covariance",
     "project",
@@ -194,21 +196,6 @@ def restricted_nll(
     y = jnp.where(mask, y, 0.0)
     H = jnp.zeros((y.shape[0], 0), y.dtype) if H is None else jnp.where(mask[:, None], H, 0.0)
     return _restricted_nll(masked_gram(K, noise, mask), y, H)
-
-
-def bounded(raw: jax.Array, lo, hi) -> jax.Array:
-    """Map unconstrained ``raw`` into the open interval (lo, hi) with a sigmoid.
-
-    Hyperparameters are optimized in this form so that no step of a line search can reach
-    absurd values (a lengthscale of 1e-150 overflows gradients to NaN).
-    """
-    return lo + (hi - lo) * jax.nn.sigmoid(raw)
-
-
-def unbounded(value, lo, hi):
-    """Inverse of :func:`bounded` (for initial values strictly inside (lo, hi))."""
-    frac = jnp.clip((jnp.asarray(value) - lo) / (hi - lo), 1e-6, 1 - 1e-6)
-    return jnp.log(frac) - jnp.log1p(-frac)
 
 
 def minimize(
@@ -404,13 +391,19 @@ def project(post: Posterior, xq: jax.Array) -> tuple[jax.Array, jax.Array, jax.A
     return mean, prior_var, post.L_inv @ Ks.T
 
 
+def posterior_variance(prior_var: jax.Array, V: jax.Array) -> jax.Array:
+    """Posterior variance [Q] (standardized units) from :func:`project`'s ``prior_var`` [Q] and
+    ``V`` [N, Q], clipped at 0 against rounding."""
+    return jnp.maximum(prior_var - jnp.sum(V * V, axis=0), 0.0)
+
+
 def predict(
     post: Posterior, xq: jax.Array, *, include_noise: bool = False
 ) -> tuple[jax.Array, jax.Array]:
     """Posterior mean [Q] and variance [Q] of the latent function at xq [Q, D], in original
     units (``include_noise`` adds the observation-noise variance)."""
     mean, prior_var, V = project(post, xq)
-    var = jnp.maximum(prior_var - jnp.sum(V * V, axis=0), 0.0)
+    var = posterior_variance(prior_var, V)
     if include_noise:
         var = var + post.noise
     return post.y_loc + post.y_scale * mean, jnp.square(post.y_scale) * var
@@ -557,11 +550,8 @@ class GP:
         _, aux, (kernel, amplitude, noise) = self._solve(params, obs, z)
         eye = jnp.eye(obs.capacity, dtype=aux["L"].dtype)
         L_inv = jax.scipy.linalg.solve_triangular(aux["L"], eye, lower=True)
-        beta = aux["beta"]
-        if beta.shape[0] == 0 and self._num_mean_coefficients() == 0:
-            beta = jnp.zeros((0,), z.dtype)
         return Posterior(
-            kernel, amplitude, noise, obs.x, obs.mask, L_inv, aux["alpha"], beta, loc, scale
+            kernel, amplitude, noise, obs.x, obs.mask, L_inv, aux["alpha"], aux["beta"], loc, scale
         )
 
     def fit(

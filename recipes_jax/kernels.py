@@ -18,6 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 import tinygp
 
+from recipes_jax.bounds import bounded, unbounded
+
 __all__ = [
     "PARTS",
     "REPRESENTATIONS",
@@ -323,7 +325,8 @@ def diag(kernel: tinygp.kernels.Kernel, X: jax.Array) -> jax.Array:
 # Kernel families: static descriptions + unconstrained parameters -> tinygp kernels.
 # --------------------------------------------------------------------------------------------
 
-_LS_BOUNDS = (1e-3, 1e3)
+_LOG_LS_BOUNDS = (math.log(1e-3), math.log(1e3))
+_POWER_BOUNDS = (0.02, 1.0)
 _LS_PRIOR_SD = 1.5
 
 
@@ -391,16 +394,15 @@ class StationaryFamily(KernelFamily):
     def init(self, num_domains: int) -> dict:
         D = self._dims(num_domains)
         ls = self._span() * np.sqrt(D)
-        params = {"lengthscale": gp_bounded_inverse(np.full(D, np.log(ls)), _LS_BOUNDS)}
+        params = {"lengthscale": unbounded(np.full(D, math.log(ls)), *_LOG_LS_BOUNDS)}
         if self._rep() == "box_cox":
-            params["power"] = np.asarray(unbounded_np(np.full(num_domains, 0.5), 0.02, 1.0))
+            params["power"] = unbounded(np.full(num_domains, 0.5), *_POWER_BOUNDS)
         return params
 
     def build(self, params: dict, num_domains: int) -> ARDStationary:
-        lo, hi = math.log(_LS_BOUNDS[0]), math.log(_LS_BOUNDS[1])
-        lengthscale = jnp.exp(lo + (hi - lo) * jax.nn.sigmoid(params["lengthscale"]))
+        lengthscale = jnp.exp(bounded(params["lengthscale"], *_LOG_LS_BOUNDS))
         power = (
-            0.02 + 0.98 * jax.nn.sigmoid(params["power"])
+            bounded(params["power"], *_POWER_BOUNDS)
             if "power" in params
             else jnp.ones((), lengthscale.dtype)
         )
@@ -414,8 +416,7 @@ class StationaryFamily(KernelFamily):
 
     def log_prior(self, params: dict, num_domains: int) -> jax.Array:
         D = self._dims(num_domains)
-        lo, hi = math.log(_LS_BOUNDS[0]), math.log(_LS_BOUNDS[1])
-        log_ls = lo + (hi - lo) * jax.nn.sigmoid(params["lengthscale"])
+        log_ls = bounded(params["lengthscale"], *_LOG_LS_BOUNDS)
         return _log_normal(log_ls, math.log(self._span() * math.sqrt(D)), _LS_PRIOR_SD)
 
 
@@ -426,10 +427,10 @@ class ExponentialDecayFamily(KernelFamily):
     part: str = "steps"
 
     def init(self, num_domains: int) -> dict:
-        return {"log_offset_power_scale": unbounded_np(np.array([np.log(0.1), 0.0, 0.0]), -9, 3)}
+        return {"log_offset_power_scale": unbounded(np.array([math.log(0.1), 0.0, 0.0]), -9.0, 3.0)}
 
     def _values(self, params):
-        return jnp.exp(-9.0 + 12.0 * jax.nn.sigmoid(params["log_offset_power_scale"]))
+        return jnp.exp(bounded(params["log_offset_power_scale"], -9.0, 3.0))
 
     def build(self, params: dict, num_domains: int) -> ExponentialDecay:
         (col,) = part_columns(self.part, num_domains)
@@ -460,7 +461,7 @@ class LinearTruncatedFidelityFamily(KernelFamily):
         return {
             "unbiased": unbiased.init(num_domains),
             "biased": biased.init(num_domains),
-            "log_power": unbounded_np(0.0, -5.0, 3.0),
+            "log_power": unbounded(0.0, -5.0, 3.0),
         }
 
     def build(self, params: dict, num_domains: int) -> LinearTruncatedFidelity:
@@ -468,7 +469,7 @@ class LinearTruncatedFidelityFamily(KernelFamily):
         return LinearTruncatedFidelity(
             unbiased=unbiased.build(params["unbiased"], num_domains),
             biased=biased.build(params["biased"], num_domains),
-            power=jnp.exp(-5.0 + 8.0 * jax.nn.sigmoid(params["log_power"])),
+            power=jnp.exp(bounded(params["log_power"], -5.0, 3.0)),
             fidelity_columns=part_columns(self.fidelity_part, num_domains),
         )
 
@@ -477,7 +478,7 @@ class LinearTruncatedFidelityFamily(KernelFamily):
         return (
             unbiased.log_prior(params["unbiased"], num_domains)
             + biased.log_prior(params["biased"], num_domains)
-            + _log_normal(-5.0 + 8.0 * jax.nn.sigmoid(params["log_power"]), 0.0, 1.0)
+            + _log_normal(bounded(params["log_power"], -5.0, 3.0), 0.0, 1.0)
         )
 
 
@@ -513,7 +514,7 @@ class SumFamily(KernelFamily):
         }
 
     def build(self, params, num_domains):
-        weight = jnp.exp(-7.0 + 14.0 * jax.nn.sigmoid(params["log_weight"]))
+        weight = jnp.exp(bounded(params["log_weight"], -7.0, 7.0))
         return self.left.build(params["left"], num_domains) + tinygp.kernels.base.Constant(
             weight
         ) * self.right.build(params["right"], num_domains)
@@ -522,19 +523,8 @@ class SumFamily(KernelFamily):
         return (
             self.left.log_prior(params["left"], num_domains)
             + self.right.log_prior(params["right"], num_domains)
-            + _log_normal(-7.0 + 14.0 * jax.nn.sigmoid(params["log_weight"]), 0.0, 2.0)
+            + _log_normal(bounded(params["log_weight"], -7.0, 7.0), 0.0, 2.0)
         )
-
-
-def gp_bounded_inverse(log_value: np.ndarray, bounds: tuple[float, float]) -> np.ndarray:
-    """Unconstrained value whose sigmoid maps into log(bounds) at ``log_value``."""
-    lo, hi = np.log(bounds[0]), np.log(bounds[1])
-    return unbounded_np(log_value, lo, hi)
-
-
-def unbounded_np(value, lo, hi) -> np.ndarray:
-    frac = np.clip((np.asarray(value, dtype=np.float64) - lo) / (hi - lo), 1e-6, 1 - 1e-6)
-    return np.log(frac) - np.log1p(-frac)
 
 
 def rbf(part: str, representation: str = "raw") -> StationaryFamily:
