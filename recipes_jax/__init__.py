@@ -13,22 +13,57 @@ After "Data Mixture Optimization: A Multi-fidelity Multi-scale Bayesian Framewor
     # the model: GP over encoded decisions [w, u_scale, u_steps], acquisitions, search
     model = rj.gp.GP(rj.kernels.paper_kernel(), space.num_domains)
     params, loss = model.fit(rj.gp.observations(space.encode(w, m, s), y), key)
+
+    # strategies and campaigns
+    strategy = rj.mfms_bo(space)       # also random_search, hyperband, mf_bo_steps, ...
+    trace = rj.run_campaign(strategy, sim, budget=30.0, key=key)   # one lax.scan
+    traces = rj.sweep(strategy, sim, 30.0, jax.random.split(key, 64))
 """
 
-from recipes_jax import acquisition, gp, kernels, optimize
+from recipes_jax import acquisition, analysis, gp, kernels, optimize, strategies
+from recipes_jax.campaign import Trace, run_campaign, sweep
 from recipes_jax.simulator import worlds
 from recipes_jax.simulator.run_table import RunTable
 from recipes_jax.simulator.simulator import Simulator
 from recipes_jax.space import Space
+from recipes_jax.strategies import (
+    LearningCurve,
+    Proposal,
+    Strategy,
+    bayes_opt,
+    hyperband,
+    load_state,
+    mf_bo_steps,
+    mfms_bo,
+    random_search,
+    save_state,
+    single_fidelity_bo,
+)
 
 __all__ = [
+    "LearningCurve",
+    "Proposal",
     "RunTable",
     "Simulator",
     "Space",
+    "Strategy",
+    "Trace",
     "acquisition",
+    "analysis",
+    "bayes_opt",
     "gp",
+    "hyperband",
     "kernels",
+    "load_state",
+    "mf_bo_steps",
+    "mfms_bo",
     "optimize",
+    "random_search",
+    "run_campaign",
+    "save_state",
+    "single_fidelity_bo",
+    "strategies",
+    "sweep",
     "worlds",
 ]
 __version__ = "0.1.0"

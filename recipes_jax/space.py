@@ -276,7 +276,8 @@ class Space:
         ``scale``: array ``[...]`` in millions of parameters -> int32 array ``[...]``.
         """
         log_m = jnp.log(jnp.asarray(scale, dtype=jnp.result_type(float)))
-        return jnp.argmin(jnp.abs(log_m[..., None] - self._log_scales), axis=-1).astype(jnp.int32)
+        log_scales = jnp.asarray(self._log_scales, log_m.dtype)
+        return jnp.argmin(jnp.abs(log_m[..., None] - log_scales), axis=-1).astype(jnp.int32)
 
     def cost(self, scale, steps):
         """Cost of training ``scale`` for ``steps``, in units of one full target run; jittable.

@@ -28,6 +28,18 @@ def default_world():
     return worlds.default()
 
 
+@pytest.fixture(scope="session")
+def world(default_world):
+    """The built-in world (alias used by the strategy and campaign tests)."""
+    return default_world
+
+
+@pytest.fixture(scope="session")
+def truth(default_world):
+    """Exact StackExchange cross-entropy of the built-in world, jittable."""
+    return default_world.truth("eval/RedPajamaStackExchange/CrossEntropyLoss")
+
+
 def small_design(world, *, runs=12, scales=(20.0, 150.0, 1000.0), seed=0, noise=0.0, cut=0.3):
     """A small run table from a world: a few scales, a coarse step grid."""
     from dataclasses import replace

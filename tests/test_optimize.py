@@ -28,6 +28,17 @@ def test_candidates_lie_on_the_simplex_and_cover_it():
     assert (w.max(1) > 0.9).sum() > 50
 
 
+def test_uniform_simplex_has_dirichlet_one_moments():
+    K = 5
+    w = np.asarray(optimize.uniform_simplex(jax.random.key(2), (20_000,), K))
+    assert np.all(w >= 0) and np.allclose(w.sum(1), 1.0)
+    np.testing.assert_allclose(w.mean(0), 1 / K, atol=0.005)
+    # Beta(1, K - 1) marginals: variance (K - 1) / (K^2 (K + 1))
+    np.testing.assert_allclose(w.var(0), (K - 1) / (K**2 * (K + 1)), rtol=0.05)
+    sharp = np.asarray(optimize.sharpened_simplex(jax.random.key(3), (2000,), K))
+    assert np.median(sharp.max(1)) > 0.8  # dominated by one domain, like Dirichlet(0.2)
+
+
 def peaked_score(target_w, fidelity_bonus):
     target_w = jnp.asarray(target_w)
 

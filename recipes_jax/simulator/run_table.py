@@ -7,13 +7,13 @@ and for CSV files live in :mod:`recipes_jax.simulator.loaders`.
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from recipes_jax.atomic import atomic_write
 from recipes_jax.space import MIXTURE_SUM_ATOL, check_mixtures, closest_names
 
 __all__ = ["RunTable"]
@@ -236,22 +236,10 @@ class RunTable:
         The file is written to a temporary name beside ``path`` and renamed over it, so a crash
         mid-write leaves either the old file or the new one, never a torn one.
         """
-        path = os.fspath(path)
-        directory = os.path.dirname(os.path.abspath(path))
         arrays = {n: getattr(self, n) for n in _ARRAYS}
         arrays.update({n: np.asarray(getattr(self, n), dtype=np.str_) for n in _NAMES})
         arrays["format"] = np.asarray(_FORMAT)
-        fd, tmp = tempfile.mkstemp(prefix=".runtable-", suffix=".npz.tmp", dir=directory)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        atomic_write(path, lambda f: np.savez(f, **arrays), prefix=".runtable-")
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> RunTable:

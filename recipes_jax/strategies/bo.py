@@ -1,0 +1,451 @@
+"""GP-based strategies: MFMS-BO and the BO baselines, one implementation.
+
+:func:`bayes_opt` builds a Bayesian-optimization strategy over any discrete set of fidelities
+(scale, steps); :func:`mfms_bo` (all scales x steps), :func:`mf_bo_steps` (steps at the target
+scale) and :func:`single_fidelity_bo` (the target only) configure it.
+
+One ask: refit the GP hyperparameters (warm-started L-BFGS, vmapped starts, ``gp.GP.fit``),
+condition on the observations plus the pending runs at their believed values (kriging
+believer), score ``num_candidates`` mixtures at every fidelity with the acquisition per unit
+cost, refine the best few with optax (``optimize.maximize``). The first ``num_initial`` asks
+are the initial design instead: Dirichlet(1) mixtures at cheap fidelities. One tell: append
+the run's observations (its learning curve at the checkpoints, or its final value), retire it
+from the pending set, and recompute the recommendation: the mixture minimizing the posterior
+mean at the target fidelity.
+
+Acquisitions (all maximized, in log space, minus ``alpha * log(cost)``; ``alpha`` = 1, or
+the paper's cost cooling from 1 to 0 over ``cooling_budget``):
+
+- ``"target_ei"``: EI projected to the target fidelity (augmented EI): the EI of the mixture at
+  the target, times how correlated the cheap observation is with it, times the share of it
+  that is signal (``acquisition.augmented_expected_improvement``).
+- ``"kg"``: multi-fidelity knowledge gradient over {incumbent, the candidate's own mixture} at
+  the target (``acquisition.knowledge_gradient``).
+- ``"ei"``: EI at the candidate's own fidelity against the incumbent's target mean (what
+  single-fidelity BO uses; at the target it is plain EI).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from recipes_jax import acquisition as acq
+from recipes_jax import gp, kernels, optimize
+from recipes_jax.space import Space
+from recipes_jax.strategies.base import (
+    Proposal,
+    Strategy,
+    curve_points,
+    make_proposal,
+    sign_of,
+)
+
+__all__ = [
+    "ACQUISITIONS",
+    "BOState",
+    "PendingRuns",
+    "bayes_opt",
+    "mf_bo_steps",
+    "mfms_bo",
+    "single_fidelity_bo",
+]
+
+ACQUISITIONS = ("target_ei", "kg", "ei")
+
+
+class PendingRuns(NamedTuple):
+    """Runs asked but not yet told, held at a believed value (kriging believer).
+
+    x: [P, K + 2] encoded decisions; y: [P] believed values (the posterior mean when asked,
+    minimization units); index: [P] int32 ask counters; active: [P] bool.
+    """
+
+    x: jax.Array
+    y: jax.Array
+    index: jax.Array
+    active: jax.Array
+
+
+class BOState(NamedTuple):
+    """State of a GP strategy (a pytree of arrays; no keys).
+
+    obs: observations told so far (minimization units: metrics to maximize are negated);
+    params: GP hyperparameters (unconstrained, warm start for the next fit);
+    pending: runs asked but not told; num_asked, num_told: [] int32;
+    spent: [] cost of everything asked (units of one target run);
+    initial_spent: [] cost of the initial design (for cost cooling);
+    recommendation: [K] mixture minimizing the posterior mean at the target;
+    recommended_value: [] that posterior mean, in metric units (NaN before any data).
+    """
+
+    obs: gp.Observations
+    params: dict
+    pending: PendingRuns
+    num_asked: jax.Array
+    num_told: jax.Array
+    spent: jax.Array
+    initial_spent: jax.Array
+    recommendation: jax.Array
+    recommended_value: jax.Array
+
+
+def _as_fidelities(space: Space, scales, steps) -> tuple[np.ndarray, np.ndarray]:
+    scales = np.atleast_1d(np.asarray(scales, np.float64))
+    steps = np.atleast_1d(np.asarray(steps, np.int64))
+    if scales.shape != steps.shape or scales.size == 0:
+        raise ValueError(
+            f"fidelities need matching, non-empty scales and steps; got {scales.shape} and "
+            f"{steps.shape}"
+        )
+    space.check_fidelities(scales, steps)
+    return scales, steps
+
+
+def bayes_opt(
+    space: Space,
+    *,
+    name: str = "bayes_opt",
+    fidelities: tuple[Sequence[float], Sequence[int]] | None = None,
+    kernel: kernels.KernelFamily | None = None,
+    mean: str = "constant",
+    acquisition: str = "target_ei",
+    cooling_budget: float | None = None,
+    num_initial: int = 10,
+    initial_fidelities: tuple[Sequence[float], Sequence[int]] | None = None,
+    checkpoints: Sequence[int] = (),
+    capacity: int = 256,
+    max_pending: int = 8,
+    num_candidates: int = 1024,
+    top_k: int = 4,
+    refine_steps: int = 20,
+    fit_starts: int = 2,
+    fit_steps: int = 15,
+    recommend_candidates: int = 512,
+    num_asks: int = 100,
+) -> Strategy:
+    """A GP Bayesian-optimization strategy over mixtures x a discrete set of fidelities.
+
+    Args:
+      space: the decision space (domains, grids, target, cost model, direction).
+      name: label for tables and plots.
+      fidelities: ``(scales [F], steps [F])`` the acquisition may choose (default: the target).
+      kernel: a ``kernels.KernelFamily`` (default ``kernels.paper_kernel()``).
+      mean: the GP mean ("zero", "constant", "linear").
+      acquisition: one of :data:`ACQUISITIONS` (see the module docstring).
+      cooling_budget: if given, the cost exponent cools from 1 (after the initial design) to 0
+        when this much has been spent (the paper's cost-aware EI); else it stays 1.
+      num_initial: asks answered by the initial design (Dirichlet(1) mixtures).
+      initial_fidelities: ``(scales, steps)`` the initial design cycles through (default: the
+        cheapest of ``fidelities``, one per scale).
+      checkpoints: steps at which a run's learning curve is observed (ascending); empty to use
+        final values only.
+      capacity: observation buffer rows (a run adds one row per checkpoint it reached, plus its
+        final value); rows past the capacity are dropped.
+      max_pending: how many asked-but-untold runs are held at believed values.
+      num_candidates, top_k, refine_steps: acquisition search (``optimize.maximize``).
+      fit_starts, fit_steps: hyperparameter refit per ask (``gp.GP.fit``: warm start + random
+        starts, L-BFGS steps each).
+      recommend_candidates: mixtures screened (plus every observed one) when recommending.
+      num_asks: a campaign's default number of asks.
+    Float64 numerics when ``jax.enable_x64`` is on (recommended for GP fitting); float32 works.
+    """
+    if acquisition not in ACQUISITIONS:
+        raise ValueError(f"unknown acquisition {acquisition!r}; use one of {ACQUISITIONS}")
+    if num_initial < 1:
+        raise ValueError("num_initial must be >= 1 (the GP needs data before it can propose)")
+    if max_pending < 1 or capacity < 2:
+        raise ValueError("need max_pending >= 1 and capacity >= 2")
+    K = space.num_domains
+    sign = sign_of(space)
+    model = gp.GP(kernel or kernels.paper_kernel(), K, mean=mean)
+    fid_scales, fid_steps = _as_fidelities(
+        space, *(fidelities or ([space.target[0]], [space.target[1]]))
+    )
+    if initial_fidelities is None:
+        costs = np.asarray(space.cost(fid_scales, fid_steps))
+        cheapest = {}
+        for i in np.argsort(costs, kind="stable"):
+            cheapest.setdefault(fid_scales[i], i)
+        chosen = sorted(cheapest.values(), key=lambda i: costs[i])
+        initial_fidelities = (fid_scales[chosen], fid_steps[chosen])
+    init_scales, init_steps = _as_fidelities(space, *initial_fidelities)
+    checkpoints = tuple(sorted(int(c) for c in checkpoints))
+    if checkpoints:
+        space.check_fidelities(np.full(len(checkpoints), space.target[0]), checkpoints)
+
+    zeros = np.zeros((len(fid_scales), K))
+    fid_encoded = np.asarray(space.encode(zeros, fid_scales, fid_steps))[:, -2:]
+    fid_costs = np.asarray(space.cost(fid_scales, fid_steps), np.float64)
+    target_encoded = np.asarray(space.encode(np.zeros((1, K)), *space.target))[0, -2:]
+    dim = K + 2
+
+    def init(key: jax.Array) -> BOState:
+        del key
+        dtype = jnp.result_type(float)
+        zero = jnp.asarray(0.0, dtype)
+        return BOState(
+            obs=gp.empty_observations(capacity, dim, dtype),
+            params=model.init(dtype),
+            pending=PendingRuns(
+                jnp.zeros((max_pending, dim), dtype),
+                jnp.zeros((max_pending,), dtype),
+                jnp.full((max_pending,), -1, jnp.int32),
+                jnp.zeros((max_pending,), bool),
+            ),
+            num_asked=jnp.asarray(0, jnp.int32),
+            num_told=jnp.asarray(0, jnp.int32),
+            spent=zero,
+            initial_spent=zero,
+            recommendation=jnp.full((K,), 1.0 / K, dtype),
+            recommended_value=jnp.asarray(jnp.nan, dtype),
+        )
+
+    def with_pending(obs: gp.Observations, pending: PendingRuns) -> gp.Observations:
+        return gp.Observations(
+            jnp.concatenate([obs.x, pending.x]),
+            jnp.concatenate([obs.y, pending.y]),
+            jnp.concatenate([obs.mask, pending.active]),
+        )
+
+    def at_target(w):
+        t = jnp.asarray(target_encoded, w.dtype)
+        return jnp.concatenate([w, jnp.broadcast_to(t, (*w.shape[:-1], 2))], axis=-1)
+
+    def observed_mixtures(obs: gp.Observations):
+        return jnp.where(obs.mask[:, None], obs.x[:, :K], 1.0 / K)
+
+    def incumbent(post, obs):
+        """Observed mixture with the lowest posterior mean at the target: (mixture, mean)."""
+        w = observed_mixtures(obs)
+        mean, _ = gp.predict(post, at_target(w))
+        mean = jnp.where(obs.mask, mean, jnp.inf)
+        best = jnp.argmin(mean)
+        return w[best], mean[best]
+
+    def make_scores(post, obs, alpha, dtype):
+        """(score of decisions X [B, D], score of the grid W [C, K] x fidelities [F, 2])."""
+        log_costs = jnp.log(jnp.asarray(fid_costs, dtype))
+        w_inc, best = incumbent(post, obs)
+        tiny = jnp.finfo(dtype).tiny
+
+        def target_ei(X, mean_t, prior_t, Vt, X_t):
+            # augmented EI from the target-fidelity pieces of each row's own mixture
+            _, prior_x, Vx = gp.project(post, X)
+            var_t = gp.posterior_variance(prior_t, Vt)
+            var_x = gp.posterior_variance(prior_x, Vx)
+            cov = post.amplitude * jax.vmap(post.kernel.evaluate)(X, X_t) - jnp.sum(Vx * Vt, 0)
+            corr = cov / jnp.sqrt(jnp.maximum(var_x * var_t, tiny))
+            signal = 1.0 - jnp.sqrt(post.noise / (var_x + post.noise))
+            mean = post.y_loc + post.y_scale * mean_t
+            std = post.y_scale * jnp.sqrt(var_t)
+            return (
+                acq.log_expected_improvement(mean, std, best)
+                + jnp.log(jnp.clip(corr, tiny, 1.0))
+                + jnp.log(jnp.maximum(signal, tiny))
+            )
+
+        def value(X):
+            if acquisition == "ei":
+                mean, var = gp.predict(post, X)
+                return acq.log_expected_improvement(mean, jnp.sqrt(var), best)
+            X_t = at_target(X[:, :K])
+            if acquisition == "target_ei":
+                return target_ei(X, *gp.project(post, X_t), X_t)
+            kg = acq.knowledge_gradient(post, X, at_target(w_inc)[None], X_t)
+            return jnp.log(kg + tiny)
+
+        def score(X, idx):
+            return value(X) - alpha * log_costs[idx]
+
+        def score_grid(W, fidelities):
+            F, C = fidelities.shape[0], W.shape[0]
+            X, idx = optimize.grid_decisions(W, fidelities)
+            if acquisition != "target_ei":
+                return score(X, idx).reshape(F, C)
+            # each mixture's target-fidelity pieces once, shared by its F fidelities
+            X_t = at_target(W)
+            mean_t, prior_t, Vt = gp.project(post, X_t)
+            tile = lambda a: jnp.tile(a, (1,) * (a.ndim - 1) + (F,))
+            values = target_ei(X, tile(mean_t), tile(prior_t), tile(Vt), jnp.tile(X_t, (F, 1)))
+            return (values - alpha * log_costs[idx]).reshape(F, C)
+
+        return score, score_grid
+
+    def search(state: BOState, key: jax.Array):
+        k_fit, k_search = jax.random.split(key)
+        params, _ = model.fit(
+            state.obs, k_fit, state.params, num_starts=fit_starts, max_steps=fit_steps
+        )
+        dtype = state.obs.y.dtype
+        standardization = gp.standardization(state.obs)
+        post = model.condition(params, with_pending(state.obs, state.pending), standardization)
+        if cooling_budget is None:
+            alpha = jnp.asarray(1.0, dtype)
+        else:
+            alpha = acq.cost_cooling_exponent(state.spent, cooling_budget, state.initial_spent)
+        score, score_grid = make_scores(post, state.obs, alpha, dtype)
+        result = optimize.maximize(
+            score,
+            k_search,
+            jnp.asarray(fid_encoded, dtype),
+            K,
+            num_candidates=num_candidates,
+            top_k=top_k,
+            refine_steps=refine_steps,
+            extra_candidates=state.recommendation[None],
+            score_grid=score_grid,
+        )
+        x = jnp.concatenate(
+            [result.mixture, jnp.asarray(fid_encoded, dtype)[result.fidelity_index]]
+        )
+        believed = gp.predict(post, x[None])[0][0]
+        return result.mixture, result.fidelity_index, result.value, params, believed
+
+    def design(state: BOState, key: jax.Array):
+        dtype = state.obs.y.dtype
+        w = optimize.uniform_simplex(key, (), K, dtype)
+        i = state.num_asked % len(init_scales)
+        nan = jnp.asarray(jnp.nan, dtype)
+        return w, i, nan, state.params, nan
+
+    def ask(state: BOState, key: jax.Array) -> tuple[Proposal, BOState]:
+        in_design = state.num_asked < num_initial
+        w, i, value, params, believed = jax.lax.cond(in_design, design, search, state, key)
+        scales = jnp.where(
+            in_design,
+            jnp.asarray(init_scales)[i % len(init_scales)],
+            jnp.asarray(fid_scales)[i % len(fid_scales)],
+        )
+        steps = jnp.where(
+            in_design,
+            jnp.asarray(init_steps)[i % len(init_steps)],
+            jnp.asarray(fid_steps)[i % len(fid_steps)],
+        )
+        proposal = make_proposal(space, w, scales, steps, state.num_asked, value)
+        x = space.encode(w, proposal.scale, proposal.steps).astype(w.dtype)
+        # a design run has no believed value yet: hold it at the current mean of the data
+        believed = jnp.where(jnp.isfinite(believed), believed, gp.standardization(state.obs)[0])
+        # first free slot; when all are taken the run is simply not believed (dropped write)
+        slot = jnp.argmin(state.pending.active)
+        slot = jnp.where(state.pending.active[slot], max_pending, slot)
+        put = lambda a, v: a.at[slot].set(v, mode="drop")
+        pending = PendingRuns(
+            put(state.pending.x, x),
+            put(state.pending.y, believed),
+            put(state.pending.index, proposal.index),
+            put(state.pending.active, True),
+        )
+        spent = state.spent + proposal.cost
+        state = state._replace(
+            params=params,
+            pending=pending,
+            num_asked=state.num_asked + 1,
+            spent=spent,
+            initial_spent=jnp.where(state.num_asked + 1 == num_initial, spent, state.initial_spent),
+        )
+        return proposal, state
+
+    def recommendation(params, obs, num_told):
+        dtype = obs.y.dtype
+        post = model.condition(params, obs)
+
+        def score(X, idx):
+            del idx
+            return -gp.predict(post, X)[0]
+
+        result = optimize.maximize(
+            score,
+            jax.random.fold_in(jax.random.key(0), num_told),
+            jnp.asarray(target_encoded, dtype)[None],
+            K,
+            num_candidates=recommend_candidates,
+            top_k=2,
+            refine_steps=refine_steps,
+            extra_candidates=observed_mixtures(obs),
+        )
+        return result.mixture, -result.value
+
+    def tell(state: BOState, proposal: Proposal, value) -> BOState:
+        steps, values = curve_points(proposal, value)
+        dtype = state.obs.y.dtype
+        w = jnp.broadcast_to(proposal.mixture.astype(dtype), (steps.shape[0], K))
+        x = space.encode(w, jnp.broadcast_to(proposal.scale, steps.shape), steps).astype(dtype)
+        obs = gp.append(state.obs, x, sign * values.astype(dtype))
+        done = state.pending.index == proposal.index
+        pending = state.pending._replace(active=state.pending.active & ~done)
+        mixture, mean = recommendation(state.params, obs, state.num_told + 1)
+        has_data = obs.count > 0
+        return state._replace(
+            obs=obs,
+            pending=pending,
+            num_told=state.num_told + 1,
+            recommendation=jnp.where(has_data, mixture, state.recommendation),
+            recommended_value=jnp.where(has_data, sign * mean, jnp.nan),
+        )
+
+    def recommend(state: BOState) -> jax.Array:
+        return state.recommendation
+
+    return Strategy(
+        init,
+        ask,
+        tell,
+        recommend,
+        space,
+        name,
+        checkpoints=checkpoints,
+        default_num_asks=lambda budget: num_asks,
+    )
+
+
+def _steps_fidelities(space: Space, steps_per_scale: int) -> np.ndarray:
+    _, steps = space.fidelity_grid(steps_per_scale)
+    return np.unique(steps)
+
+
+def mfms_bo(space: Space, *, steps_per_scale: int = 3, learning_curves: bool = True, **options):
+    """MFMS-BO, the paper's method: a GP over (mixture, log scale, log steps) choosing among
+    every scale x ``steps_per_scale`` step counts (``Space.fidelity_grid``) by acquisition per
+    unit cost; runs report their learning curve at those step counts when
+    ``learning_curves``. Initial design: Dirichlet(1) mixtures at the cheapest fidelity of
+    each scale, cheapest first. Any :func:`bayes_opt` option can be overridden."""
+    scales, steps = space.fidelity_grid(steps_per_scale)
+    options.setdefault("fidelities", (scales, steps))
+    if learning_curves:
+        options.setdefault("checkpoints", tuple(_steps_fidelities(space, steps_per_scale)))
+    options.setdefault("num_initial", 2 * space.num_domains)
+    return bayes_opt(space, name=options.pop("name", "mfms_bo"), **options)
+
+
+def mf_bo_steps(space: Space, *, steps_per_scale: int = 3, **options):
+    """Multi-fidelity BO over training steps only, at the target scale (the standard
+    multi-fidelity baseline, as in BoTorch's discrete-fidelity tutorial: knowledge gradient per
+    unit cost over ``steps_per_scale`` step counts; final values only)."""
+    steps = _steps_fidelities(space, steps_per_scale)
+    options.setdefault("fidelities", (np.full(len(steps), space.target[0]), steps))
+    options.setdefault("acquisition", "kg")
+    options.setdefault("num_initial", space.num_domains)
+    return bayes_opt(space, name=options.pop("name", "mf_bo_steps"), **options)
+
+
+def single_fidelity_bo(space: Space, **options):
+    """GP-EI at the target fidelity only; initial design: ``num_initial`` (default K)
+    Dirichlet(1) mixtures at the target."""
+    options.setdefault("fidelities", ([space.target[0]], [space.target[1]]))
+    options.setdefault("acquisition", "ei")
+    options.setdefault("num_initial", space.num_domains)
+    options.setdefault("num_asks", None)
+    num_asks = options.pop("num_asks")
+    strategy = bayes_opt(space, name=options.pop("name", "single_fidelity_bo"), **options)
+    if num_asks is None:
+        target_cost = float(space.cost(*space.target))
+        return strategy._replace(
+            default_num_asks=lambda budget: max(1, math.floor(budget / target_cost + 1e-6))
+        )
+    return strategy._replace(default_num_asks=lambda budget: num_asks)
