@@ -126,7 +126,7 @@ def target_correlation(post: gp.Posterior, x: jax.Array, x_target: jax.Array):
     _, prior_t, Vt = gp.project(post, x_target)
     prior_cross = post.amplitude * jax.vmap(post.kernel.evaluate)(x, x_target)
     var_x, var_t = gp.posterior_variance(prior_x, Vx), gp.posterior_variance(prior_t, Vt)
-    cov = prior_cross - jnp.sum(Vx * Vt, axis=0)
+    cov = prior_cross - jnp.sum(Vx * Vt, axis=1)
     tiny = jnp.finfo(cov.dtype).tiny
     corr = cov / jnp.sqrt(jnp.maximum(var_x * var_t, tiny))
     return jnp.clip(corr, -1.0, 1.0), var_x, var_t
@@ -181,13 +181,13 @@ def knowledge_gradient(
     var_q = gp.posterior_variance(prior_q, Vq)
     denom = jnp.sqrt(var_q + post.noise)  # [Q]
     mean_a, _, Va = gp.project(post, x_target_set)
-    cov_aq = post.amplitude * kernels.gram(post.kernel, x_target_set, x) - Va.T @ Vq  # [A, Q]
+    cov_aq = post.amplitude * kernels.gram(post.kernel, x_target_set, x) - Va @ Vq.T  # [A, Q]
     slopes = (cov_aq / denom).T  # [Q, A]
     means = jnp.broadcast_to(mean_a, slopes.shape)
     if x_own_target is not None:
         mean_o, _, Vo = gp.project(post, x_own_target)
         prior_cross = post.amplitude * jax.vmap(post.kernel.evaluate)(x_own_target, x)
-        cov_oq = prior_cross - jnp.sum(Vo * Vq, axis=0)
+        cov_oq = prior_cross - jnp.sum(Vo * Vq, axis=1)
         slopes = jnp.concatenate([slopes, (cov_oq / denom)[:, None]], axis=1)
         means = jnp.concatenate([means, mean_o[:, None]], axis=1)
     nodes, weights = _gauss_hermite(num_quadrature, dtype)

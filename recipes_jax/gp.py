@@ -382,19 +382,21 @@ def cross_covariance(post: Posterior, xq: jax.Array) -> jax.Array:
 def project(post: Posterior, xq: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Standardized posterior pieces at queries xq [Q, D].
 
-    Returns ``(mean [Q], prior_var [Q], V [N, Q])`` with ``V = L^-1 k(X, xq)``, so that the
-    posterior covariance of queries a, b is ``k(a, b) - V[:, a] . V[:, b]`` (standardized units).
+    Returns ``(mean [Q], prior_var [Q], V [Q, N])`` with ``V = k(xq, X) L^-T`` (one row per
+    query), so that the posterior covariance of queries a, b is ``k(a, b) - V[a] . V[b]``
+    (standardized units). Row-major on purpose: XLA:CPU reduces along the last axis about 20x
+    faster than along the first (0.8 ms vs 17 ms for [21525, 136] in float64).
     """
     Ks = cross_covariance(post, xq)
     mean = Ks @ post.alpha + mean_basis(xq, post.beta.shape[0]) @ post.beta
     prior_var = post.amplitude * kernels.diag(post.kernel, xq)
-    return mean, prior_var, post.L_inv @ Ks.T
+    return mean, prior_var, Ks @ post.L_inv.T
 
 
 def posterior_variance(prior_var: jax.Array, V: jax.Array) -> jax.Array:
     """Posterior variance [Q] (standardized units) from :func:`project`'s ``prior_var`` [Q] and
-    ``V`` [N, Q], clipped at 0 against rounding."""
-    return jnp.maximum(prior_var - jnp.sum(V * V, axis=0), 0.0)
+    ``V`` [Q, N], clipped at 0 against rounding."""
+    return jnp.maximum(prior_var - jnp.sum(V * V, axis=1), 0.0)
 
 
 def predict(
@@ -413,7 +415,7 @@ def predict_covariance(post: Posterior, xq: jax.Array) -> tuple[jax.Array, jax.A
     """Posterior mean [Q] and joint covariance [Q, Q] at xq [Q, D], original units."""
     mean, _, V = project(post, xq)
     prior = post.amplitude * kernels.gram(post.kernel, xq, xq)
-    cov = prior - V.T @ V
+    cov = prior - V @ V.T
     cov = 0.5 * (cov + cov.T)
     return post.y_loc + post.y_scale * mean, jnp.square(post.y_scale) * cov
 

@@ -239,7 +239,7 @@ def bayes_opt(
             _, prior_x, Vx = gp.project(post, X)
             var_t = gp.posterior_variance(prior_t, Vt)
             var_x = gp.posterior_variance(prior_x, Vx)
-            cov = post.amplitude * jax.vmap(post.kernel.evaluate)(X, X_t) - jnp.sum(Vx * Vt, 0)
+            cov = post.amplitude * jax.vmap(post.kernel.evaluate)(X, X_t) - jnp.sum(Vx * Vt, 1)
             corr = cov / jnp.sqrt(jnp.maximum(var_x * var_t, tiny))
             signal = 1.0 - jnp.sqrt(post.noise / (var_x + post.noise))
             mean = post.y_loc + post.y_scale * mean_t
@@ -271,8 +271,8 @@ def bayes_opt(
             # each mixture's target-fidelity pieces once, shared by its F fidelities
             X_t = at_target(W)
             mean_t, prior_t, Vt = gp.project(post, X_t)
-            tile = lambda a: jnp.tile(a, (1,) * (a.ndim - 1) + (F,))
-            values = target_ei(X, tile(mean_t), tile(prior_t), tile(Vt), jnp.tile(X_t, (F, 1)))
+            tile = lambda a: jnp.tile(a, (F,) + (1,) * (a.ndim - 1))  # fidelity-major rows
+            values = target_ei(X, tile(mean_t), tile(prior_t), tile(Vt), tile(X_t))
             return (values - alpha * log_costs[idx]).reshape(F, C)
 
         return score, score_grid
