@@ -16,6 +16,7 @@ space says to maximize).
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -171,6 +172,13 @@ class BestObserved(NamedTuple):
             pick(proposal.scale.astype(self.scale.dtype), self.scale),
             pick(proposal.steps, self.steps),
         )
+
+
+def target_runs(space: Space) -> Callable[[float], int]:
+    """``budget -> int``: how many full target runs a budget pays for (at least 1); the
+    ``default_num_asks`` of strategies that only train at the target."""
+    target_cost = float(space.cost(*space.target))
+    return lambda budget: max(1, math.floor(budget / target_cost + 1e-6))
 
 
 def sign_of(space: Space) -> float:

@@ -27,7 +27,6 @@ the paper's cost cooling from 1 to 0 over ``cooling_budget``):
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -44,6 +43,7 @@ from recipes_jax.strategies.base import (
     curve_points,
     make_proposal,
     sign_of,
+    target_runs,
 )
 
 __all__ = [
@@ -444,8 +444,5 @@ def single_fidelity_bo(space: Space, **options):
     num_asks = options.pop("num_asks")
     strategy = bayes_opt(space, name=options.pop("name", "single_fidelity_bo"), **options)
     if num_asks is None:
-        target_cost = float(space.cost(*space.target))
-        return strategy._replace(
-            default_num_asks=lambda budget: max(1, math.floor(budget / target_cost + 1e-6))
-        )
+        return strategy._replace(default_num_asks=target_runs(space))
     return strategy._replace(default_num_asks=lambda budget: num_asks)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import jax
@@ -17,6 +16,7 @@ from recipes_jax.strategies.base import (
     final_value,
     make_proposal,
     sign_of,
+    target_runs,
 )
 
 __all__ = ["RandomSearchState", "random_search"]
@@ -59,7 +59,6 @@ def random_search(space: Space, *, concentration: float = 1.0) -> Strategy:
     def recommend(state: RandomSearchState) -> jax.Array:
         return state.best.mixture
 
-    target_cost = float(space.cost(target_scale, target_steps))
     return Strategy(
         init,
         ask,
@@ -67,5 +66,5 @@ def random_search(space: Space, *, concentration: float = 1.0) -> Strategy:
         recommend,
         space,
         "random_search",
-        default_num_asks=lambda budget: max(1, math.floor(budget / target_cost + 1e-6)),
+        default_num_asks=target_runs(space),
     )
