@@ -8,6 +8,7 @@ device. Both are jitted and compiled once per (strategy, environment structure, 
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -18,7 +19,7 @@ from jax.sharding import Mesh, PartitionSpec
 
 from recipes_jax.strategies.base import LearningCurve, Proposal, Strategy
 
-__all__ = ["Trace", "run_campaign", "sweep"]
+__all__ = ["Trace", "compile_sweep", "run_campaign", "sweep"]
 
 #: An environment: jittable (w [B, K], m [B] millions of parameters, s [B] steps) -> [B].
 Env = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
@@ -187,6 +188,37 @@ def _sweep_fn(strategy, treedef, static, num_asks, num_devices, batch_size):
     return jax.jit(sharded)
 
 
+def _prepare_sweep(strategy, env, budget, keys, num_asks, noise_sd, devices, batch_size):
+    """(jitted sweep function, its arguments, number of real seeds)."""
+    _check_budget(budget)
+    keys = jnp.asarray(keys)
+    if keys.ndim != 1 or not jax.dtypes.issubdtype(keys.dtype, jax.dtypes.prng_key):
+        raise ValueError(
+            "keys must be a 1-D array of typed PRNG keys, e.g. "
+            "jax.random.split(jax.random.key(0), 64)"
+        )
+    dynamic, treedef, static = _split_env(env)
+    n = _num_asks(strategy, budget, num_asks)
+    num_devices = len(jax.devices()) if devices is None else int(devices)
+    if not 1 <= num_devices <= len(jax.devices()):
+        raise ValueError(f"devices must be in 1..{len(jax.devices())}; got {devices}")
+    S = keys.shape[0]
+    per_device = -(-S // num_devices)
+    batch = per_device if batch_size is None else int(batch_size)
+    if batch < 1:
+        raise ValueError(f"batch_size must be >= 1; got {batch_size}")
+    padded = -S % (num_devices * batch)
+    if padded:
+        keys = jnp.concatenate([keys, jnp.broadcast_to(keys[:1], (padded,))])
+    run = _sweep_fn(strategy, treedef, static, n, num_devices, batch)
+    args = (dynamic, budget, keys, noise_sd)
+    return run, args, S
+
+
+def _unpad(traces: Trace, num_seeds: int) -> Trace:
+    return jax.tree_util.tree_map(lambda a: a[:num_seeds], traces)
+
+
 def sweep(
     strategy: Strategy,
     env: Env,
@@ -213,26 +245,33 @@ def sweep(
 
     Returns a :class:`Trace` with a leading seed axis [S, ...] on every field.
     """
-    _check_budget(budget)
-    keys = jnp.asarray(keys)
-    if keys.ndim != 1 or not jax.dtypes.issubdtype(keys.dtype, jax.dtypes.prng_key):
-        raise ValueError(
-            "keys must be a 1-D array of typed PRNG keys, e.g. "
-            "jax.random.split(jax.random.key(0), 64)"
-        )
-    dynamic, treedef, static = _split_env(env)
-    n = _num_asks(strategy, budget, num_asks)
-    num_devices = len(jax.devices()) if devices is None else int(devices)
-    if not 1 <= num_devices <= len(jax.devices()):
-        raise ValueError(f"devices must be in 1..{len(jax.devices())}; got {devices}")
-    S = keys.shape[0]
-    per_device = -(-S // num_devices)
-    batch = per_device if batch_size is None else int(batch_size)
-    if batch < 1:
-        raise ValueError(f"batch_size must be >= 1; got {batch_size}")
-    padded = -S % (num_devices * batch)
-    if padded:
-        keys = jnp.concatenate([keys, jnp.broadcast_to(keys[:1], (padded,))])
-    run = _sweep_fn(strategy, treedef, static, n, num_devices, batch)
-    traces = run(dynamic, budget, keys, noise_sd)
-    return jax.tree_util.tree_map(lambda a: a[:S], traces) if padded else traces
+    run, args, S = _prepare_sweep(
+        strategy, env, budget, keys, num_asks, noise_sd, devices, batch_size
+    )
+    return _unpad(run(*args), S)
+
+
+def compile_sweep(
+    strategy: Strategy,
+    env: Env,
+    budget: float,
+    keys: jax.Array,
+    *,
+    num_asks: int | None = None,
+    noise_sd: float = 0.0,
+    devices: int | None = None,
+    batch_size: int | None = None,
+) -> tuple[Callable[[], Trace], float]:
+    """Compile :func:`sweep` ahead of time, for benchmarks that time compilation separately.
+
+    Same arguments as :func:`sweep`. Returns ``(run, compile_seconds)``: ``run()`` executes the
+    compiled sweep and returns its :class:`Trace` (not yet blocked on), identical to
+    ``sweep(...)`` with the same arguments.
+    """
+    fn, args, S = _prepare_sweep(
+        strategy, env, budget, keys, num_asks, noise_sd, devices, batch_size
+    )
+    start = time.perf_counter()
+    compiled = fn.lower(*args).compile()
+    seconds = time.perf_counter() - start
+    return (lambda: _unpad(compiled(*args), S)), seconds

@@ -4,6 +4,7 @@ recipes-jax demo                       # build the default simulator, query it, 
 recipes-jax simulate --table t.npz --mixture 0.2,0.2,0.2,0.2,0.2 --scale 1000 --steps 19500
 recipes-jax convert runs.pkl --trusted -o runs.npz   # the paper's pickle -> safe npz
 recipes-jax summary runs.npz
+recipes-jax benchmark --paper-runs surrogate_runs.pkl --trusted --out results/
 """
 
 from __future__ import annotations
@@ -119,6 +120,60 @@ def cmd_summary(args) -> int:
     return 0
 
 
+def _names(text: str, allowed, what: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in allowed]
+    if unknown or not names:
+        raise ValueError(f"unknown {what} {unknown or text!r}; choose from {','.join(allowed)}")
+    return names
+
+
+def cmd_benchmark(args) -> int:
+    import functools
+
+    import jax
+
+    from recipes_jax import benchmark
+
+    if args.worlds is None:
+        args.worlds = "paper,default" if args.paper_runs else "default"
+        if not args.paper_runs:
+            print("no --paper-runs given: running the built-in default world only")
+    worlds = _names(args.worlds, benchmark.WORLDS, "worlds")
+    if "paper" in worlds and not args.paper_runs:
+        raise ValueError(
+            "the paper world needs the paper's run table: --paper-runs PATH "
+            "(data_mixing_runs.pkl with --trusted, or a RunTable .npz)"
+        )
+    objectives = _names(args.objectives, list(benchmark.OBJECTIVES), "objectives")
+    methods = _names(args.methods, benchmark.METHODS, "methods")
+    problems = []
+    for world in worlds:
+        for objective in objectives:
+            if world == "paper":
+                build = functools.partial(
+                    benchmark.paper_problem, objective, args.paper_runs, trusted=args.trusted
+                )
+            else:
+                build = functools.partial(benchmark.default_problem, objective)
+            problems.append(build)
+    quick = args.quick
+    with jax.enable_x64(not args.float32):  # GP fits in float64; the global flag is left alone
+        benchmark.run_benchmark(
+            problems,
+            methods=methods,
+            seeds=args.seeds or (4 if quick else 128),
+            budget=args.budget or (5.0 if quick else 50.0),
+            preset=args.preset or ("quick" if quick else "standard"),
+            out_dir=args.out,
+            batch_size=args.batch_size,
+            num_bootstrap=200 if quick else 1000,
+        )
+    if args.out:
+        print(f"wrote {args.out}/speedup.json and the regret plots")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="recipes-jax",
@@ -172,6 +227,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     summary.add_argument("table")
     summary.set_defaults(func=cmd_summary)
+
+    bench = sub.add_parser(
+        "benchmark",
+        help="the speedup benchmark: mfms_bo against the baselines, many seeds",
+        description="Example: recipes-jax benchmark --paper-runs surrogate_runs.pkl --trusted "
+        "--objectives stackexchange --seeds 128 --out results/   (or --quick: seconds)",
+    )
+    bench.add_argument("--quick", action="store_true", help="4 seeds, budget 5, tiny search")
+    bench.add_argument("--worlds", help="comma-separated: paper,default (default: all available)")
+    bench.add_argument("--objectives", default="stackexchange,commoncrawl,hellaswag")
+    bench.add_argument(
+        "--methods", default="mfms_bo,random_search,hyperband,mf_bo_steps,single_fidelity_bo"
+    )
+    bench.add_argument("--seeds", type=int, help="campaigns per method (default 128)")
+    bench.add_argument("--budget", type=float, help="target runs per campaign (default 50)")
+    bench.add_argument("--preset", choices=("standard", "quick"), help="GP compute settings")
+    bench.add_argument("--paper-runs", help="the paper's run table (.pkl with --trusted, or .npz)")
+    bench.add_argument(
+        "--trusted", action="store_true", help="confirm you trust --paper-runs (pickle runs code)"
+    )
+    bench.add_argument("--out", help="directory for speedup.json and the regret plots")
+    bench.add_argument("--batch-size", type=int, help="seeds per vmap (default: all at once)")
+    bench.add_argument("--float32", action="store_true", help="leave jax_enable_x64 off")
+    bench.set_defaults(func=cmd_benchmark)
     return parser
 
 

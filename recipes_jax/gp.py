@@ -35,6 +35,7 @@ __all__ = [
     "cholesky_with_jitter",
     "cross_covariance",
     "empty_observations",
+    "evict",
     "masked_gram",
     "minimize",
     "minimize_adam",
@@ -310,19 +311,30 @@ def append(obs: Observations, x: jax.Array, y: jax.Array, valid=True) -> Observa
     """Write observations x [B, D], y [B] (or one: x [D], y []) into the first free rows.
 
     Rows with ``valid`` False (scalar or [B]), or with a non-finite ``y``, are not written.
-    Jittable; when the buffer is full further rows are dropped (size buffers for the campaign;
-    ``obs.count`` tells how many were kept).
+    Jittable; when the buffer is full further rows are dropped (size buffers for the campaign,
+    or make room with :func:`evict`; ``obs.count`` tells how many were kept).
     """
     x = jnp.atleast_2d(jnp.asarray(x, obs.x.dtype))
     y = jnp.atleast_1d(jnp.asarray(y, obs.y.dtype))
     valid = jnp.broadcast_to(jnp.asarray(valid, bool), y.shape) & jnp.isfinite(y)
-    slots = obs.count + jnp.cumsum(valid) - 1
-    slots = jnp.where(valid & (slots < obs.capacity), slots, obs.capacity)  # OOB -> dropped
+    free = jnp.argsort(obs.mask, stable=True)  # free rows first, in row order
+    rank = jnp.cumsum(valid) - 1
+    num_free = obs.capacity - obs.count
+    slots = free[jnp.clip(rank, 0, obs.capacity - 1)]
+    slots = jnp.where(valid & (rank < num_free), slots, obs.capacity)  # OOB -> dropped
     return Observations(
         obs.x.at[slots].set(x, mode="drop"),
         obs.y.at[slots].set(y, mode="drop"),
         obs.mask.at[slots].set(True, mode="drop"),
     )
+
+
+def evict(obs: Observations, num: jax.Array, priority: jax.Array) -> Observations:
+    """Free ``num`` rows (a traced int is fine) by dropping the valid rows with the lowest
+    ``priority`` [N] (ties: the earlier row goes first). Jittable; ``num <= 0`` is a no-op."""
+    order = jnp.argsort(jnp.where(obs.mask, priority, jnp.inf), stable=True)
+    drop = jnp.zeros(obs.capacity, bool).at[order].set(jnp.arange(obs.capacity) < num)
+    return obs._replace(mask=obs.mask & ~drop)
 
 
 def standardization(obs: Observations) -> tuple[jax.Array, jax.Array]:

@@ -102,6 +102,21 @@ def test_append_fills_free_rows_skips_nonfinite_and_drops_when_full():
     np.testing.assert_array_equal(jitted.y, obs.y)
 
 
+def test_evict_frees_the_lowest_priority_rows_and_append_refills_them():
+    obs = gp.empty_observations(4, 2, jnp.float64)
+    obs = gp.append(obs, jnp.arange(8.0).reshape(4, 2), jnp.array([1.0, 2.0, 3.0, 4.0]))
+    priority = jnp.array([5.0, 1.0, 3.0, 1.0])
+    same = jax.jit(gp.evict)(obs, 0, priority)
+    np.testing.assert_array_equal(same.mask, obs.mask)
+    freed = jax.jit(gp.evict)(obs, jnp.asarray(2), priority)
+    np.testing.assert_array_equal(freed.mask, [True, False, True, False])  # ties: row order
+    assert int(freed.count) == 2
+    refilled = gp.append(freed, -jnp.ones((3, 2)), jnp.array([7.0, 8.0, 9.0]))
+    np.testing.assert_array_equal(refilled.y, [1.0, 7.0, 3.0, 8.0])  # 9.0 does not fit
+    np.testing.assert_array_equal(refilled.x[1], [-1.0, -1.0])
+    assert bool(refilled.mask.all())
+
+
 def test_covariance_diagonal_and_samples_agree_with_predict():
     x, y = make_data(15)
     xq, _ = make_data(6, seed=5)

@@ -22,6 +22,7 @@ LEAN = dict(
     fit_starts=1,
     fit_steps=5,
     recommend_candidates=128,
+    recommend_refine_steps=5,
 )
 
 

@@ -13,8 +13,8 @@ the run's observations (its learning curve at the checkpoints, or its final valu
 from the pending set, and recompute the recommendation: the mixture minimizing the posterior
 mean at the target fidelity.
 
-Acquisitions (all maximized, in log space, minus ``alpha * log(cost)``; ``alpha`` = 1, or
-the paper's cost cooling from 1 to 0 over ``cooling_budget``):
+Acquisitions (all maximized, in log space, minus ``alpha * log(cost)``; ``alpha`` =
+``cost_exponent``, optionally cooled to 0 over the asks or the budget as in the paper):
 
 - ``"target_ei"``: EI projected to the target fidelity (augmented EI): the EI of the mixture at
   the target, times how correlated the cheap observation is with it, times the share of it
@@ -115,7 +115,9 @@ def bayes_opt(
     kernel: kernels.KernelFamily | None = None,
     mean: str = "constant",
     acquisition: str = "target_ei",
+    cost_exponent: float = 1.0,
     cooling_budget: float | None = None,
+    cooling_asks: int | None = None,
     num_initial: int = 10,
     initial_fidelities: tuple[Sequence[float], Sequence[int]] | None = None,
     checkpoints: Sequence[int] = (),
@@ -127,6 +129,7 @@ def bayes_opt(
     fit_starts: int = 2,
     fit_steps: int = 15,
     recommend_candidates: int = 512,
+    recommend_refine_steps: int = 50,
     num_asks: int = 100,
 ) -> Strategy:
     """A GP Bayesian-optimization strategy over mixtures x a discrete set of fidelities.
@@ -138,7 +141,11 @@ def bayes_opt(
       kernel: a ``kernels.KernelFamily`` (default ``kernels.paper_kernel()``).
       mean: the GP mean ("zero", "constant", "linear").
       acquisition: one of :data:`ACQUISITIONS` (see the module docstring).
-      cooling_budget: if given, the cost exponent cools from 1 (after the initial design) to 0
+      cost_exponent: alpha, the power of cost the acquisition is divided by (1: value per
+        unit cost; 0: ignore cost).
+      cooling_asks: if given, alpha cools linearly from ``cost_exponent`` (after the initial
+        design) to 0 at this many asks (the paper's "decaying over iterations").
+      cooling_budget: if given, alpha cools from ``cost_exponent`` (after the initial design) to 0
         when this much has been spent (the paper's cost-aware EI); else it stays 1.
       num_initial: asks answered by the initial design (Dirichlet(1) mixtures).
       initial_fidelities: ``(scales, steps)`` the initial design cycles through (default: the
@@ -146,12 +153,16 @@ def bayes_opt(
       checkpoints: steps at which a run's learning curve is observed (ascending); empty to use
         final values only.
       capacity: observation buffer rows (a run adds one row per checkpoint it reached, plus its
-        final value); rows past the capacity are dropped.
+        final value); when a run's rows do not fit, the cheapest rows (lowest encoded scale +
+        steps) are dropped to make room, so the buffer keeps the most expensive information.
       max_pending: how many asked-but-untold runs are held at believed values.
       num_candidates, top_k, refine_steps: acquisition search (``optimize.maximize``).
       fit_starts, fit_steps: hyperparameter refit per ask (``gp.GP.fit``: warm start + random
         starts, L-BFGS steps each).
-      recommend_candidates: mixtures screened (plus every observed one) when recommending.
+      recommend_candidates, recommend_refine_steps: mixtures screened (plus every observed
+        one) when recommending, and Adam steps polishing the best two. Optima of real
+        metrics often lie on a face of the simplex; 10 steps leave a regret of ~2e-4 even on
+        the true function of the paper world, 50 steps ~5e-6 (cheap: one point each).
       num_asks: a campaign's default number of asks.
     Float64 numerics when ``jax.enable_x64`` is on (recommended for GP fitting); float32 works.
     """
@@ -285,10 +296,14 @@ def bayes_opt(
         dtype = state.obs.y.dtype
         standardization = gp.standardization(state.obs)
         post = model.condition(params, with_pending(state.obs, state.pending), standardization)
-        if cooling_budget is None:
-            alpha = jnp.asarray(1.0, dtype)
-        else:
-            alpha = acq.cost_cooling_exponent(state.spent, cooling_budget, state.initial_spent)
+        alpha = jnp.asarray(cost_exponent, dtype)
+        if cooling_budget is not None:
+            alpha = alpha * acq.cost_cooling_exponent(
+                state.spent, cooling_budget, state.initial_spent
+            )
+        if cooling_asks is not None:
+            done = (state.num_asked - num_initial).astype(dtype)
+            alpha = alpha * jnp.clip(1.0 - done / max(cooling_asks - num_initial, 1), 0.0, 1.0)
         score, score_grid = make_scores(post, state.obs, alpha, dtype)
         result = optimize.maximize(
             score,
@@ -366,7 +381,7 @@ def bayes_opt(
             K,
             num_candidates=recommend_candidates,
             top_k=2,
-            refine_steps=refine_steps,
+            refine_steps=recommend_refine_steps,
             extra_candidates=observed_mixtures(obs),
         )
         return result.mixture, -result.value
@@ -376,7 +391,11 @@ def bayes_opt(
         dtype = state.obs.y.dtype
         w = jnp.broadcast_to(proposal.mixture.astype(dtype), (steps.shape[0], K))
         x = space.encode(w, jnp.broadcast_to(proposal.scale, steps.shape), steps).astype(dtype)
-        obs = gp.append(state.obs, x, sign * values.astype(dtype))
+        y = sign * values.astype(dtype)
+        # a full buffer keeps the most expensive information: drop the cheapest rows
+        overflow = jnp.sum(jnp.isfinite(y)) - (capacity - state.obs.count)
+        obs = gp.evict(state.obs, overflow, jnp.sum(state.obs.x[:, K:], axis=1))
+        obs = gp.append(obs, x, y)
         done = state.pending.index == proposal.index
         pending = state.pending._replace(active=state.pending.active & ~done)
         mixture, mean = recommendation(state.params, obs, state.num_told + 1)
@@ -411,12 +430,20 @@ def _steps_fidelities(space: Space, steps_per_scale: int) -> np.ndarray:
 
 def mfms_bo(space: Space, *, steps_per_scale: int = 3, learning_curves: bool = True, **options):
     """MFMS-BO, the paper's method: a GP over (mixture, log scale, log steps) choosing among
-    every scale x ``steps_per_scale`` step counts (``Space.fidelity_grid``) by acquisition per
-    unit cost; runs report their learning curve at those step counts when
-    ``learning_curves``. Initial design: Dirichlet(1) mixtures at the cheapest fidelity of
-    each scale, cheapest first. Any :func:`bayes_opt` option can be overridden."""
+    every scale x ``steps_per_scale`` step counts (``Space.fidelity_grid``) by augmented
+    (target-projected) EI divided by cost^0.25, with ``kernels.mfms_kernel()`` (the paper's
+    RBF x RBF x RBF plus a mixture x scale term); runs report their learning curve at those
+    step counts when ``learning_curves``. Initial design: 2K Dirichlet(1) mixtures at the
+    cheapest fidelity of each scale, cheapest first. Any :func:`bayes_opt` option can be
+    overridden.
+
+    Defaults chosen on the speedup benchmark (``benchmarks/ablation.py``, README table): with
+    cost exponent 1 (value per unit cost) the campaign keeps buying 20M-150M runs, whose fine
+    structure says little about the 1B optimum, and stalls at ~20x the regret."""
     scales, steps = space.fidelity_grid(steps_per_scale)
     options.setdefault("fidelities", (scales, steps))
+    options.setdefault("cost_exponent", 0.25)
+    options.setdefault("kernel", kernels.mfms_kernel())
     if learning_curves:
         options.setdefault("checkpoints", tuple(_steps_fidelities(space, steps_per_scale)))
     options.setdefault("num_initial", 2 * space.num_domains)

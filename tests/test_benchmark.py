@@ -1,0 +1,106 @@
+"""The speedup benchmark: tables on known inputs, the paper world's trust rule, a quick run."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+import recipes_jax as rj
+from recipes_jax import benchmark, campaign
+from recipes_jax.cli import main
+
+
+def _result(name, cost, regret, seeds=8, noise=0.0, seed=0):
+    """A MethodResult whose seeds all follow regret(cost), times a per-seed factor."""
+    rng = np.random.default_rng(seed)
+    factor = 1.0 + noise * rng.standard_normal((seeds, 1))
+    cost = np.broadcast_to(cost, (seeds, len(cost))).copy()
+    return benchmark.MethodResult(
+        name,
+        cost,
+        np.broadcast_to(regret, cost.shape) * factor,
+        np.ones(cost.shape, bool),
+        np.zeros(cost.shape),
+        np.zeros(cost.shape),
+        1.0,
+        2.0,
+    )
+
+
+def test_compare_reads_speedups_and_budgets_off_known_curves():
+    cost = np.arange(1.0, 51.0)
+    slow = _result("random_search", cost, 1.0 / cost)
+    # mfms_bo reaches every regret level at a quarter of the cost
+    fast = _result("mfms_bo", cost / 4.0, 1.0 / cost)
+    # hyperband: twice as fast as random search
+    mid = _result("hyperband", cost / 2.0, 1.0 / cost)
+    tables = benchmark.compare([fast, slow, mid], num_bootstrap=50)
+    speedups = {s["baseline"]: s for s in tables["speedups"]}
+    assert speedups["random_search"]["speedup"] == pytest.approx(4.0, rel=0.03)
+    assert speedups["hyperband"]["speedup"] == pytest.approx(2.0, rel=0.03)
+    assert speedups["random_search"]["level"] == pytest.approx(1.0 / 50)
+    methods = {m["method"]: m for m in tables["methods"]}
+    # regret at budget 10: random search's last ask with cost <= 10 is cost 10 -> 1/10;
+    # mfms_bo's at budget 5 is ask 20 (cost 20 / 4) -> 1/20
+    assert methods["random_search"]["regret_at"]["10"]["median"] == pytest.approx(0.1)
+    assert methods["mfms_bo"]["regret_at"]["5"]["median"] == pytest.approx(1.0 / 20)
+    assert methods["mfms_bo"]["median_spent"] == pytest.approx(12.5)
+    goal = benchmark.goal_check(tables["speedups"])
+    assert goal["vs_random_search"]["met"] is False  # 4x < 5x
+    assert goal["vs_best_mf_baseline"]["baseline"] == "hyperband"
+    assert goal["vs_best_mf_baseline"]["met"] is False  # 2x < 3x
+    text = benchmark.format_tables("x/y", {**tables, "goal": goal})
+    assert "NOT MET" in text and "hyperband" in text
+
+
+def test_compare_needs_the_reference_method():
+    cost = np.arange(1.0, 5.0)
+    with pytest.raises(ValueError, match="reference method 'mfms_bo'"):
+        benchmark.compare([_result("random_search", cost, 1.0 / cost)])
+
+
+def test_paper_world_refuses_a_pickle_unless_trusted(tmp_path):
+    path = tmp_path / "runs.pkl"
+    path.write_bytes(b"not loaded")
+    with pytest.raises(ValueError, match="loading a pickle runs code"):
+        benchmark.paper_problem("stackexchange", path)
+    with pytest.raises(ValueError, match="unknown objective 'loss'"):
+        benchmark.paper_problem("loss", path)
+    with pytest.raises(FileNotFoundError, match="needs the paper's run table"):
+        benchmark.paper_problem("stackexchange", tmp_path / "absent.pkl")
+
+
+def test_compile_sweep_equals_sweep(world, truth):
+    strategy = rj.random_search(world.space)
+    keys = jax.random.split(jax.random.key(3), 3)
+    run, seconds = campaign.compile_sweep(strategy, truth, 4.0, keys, batch_size=2)
+    expected = rj.sweep(strategy, truth, 4.0, keys, batch_size=2)
+    assert seconds > 0
+    jax.tree_util.tree_map(np.testing.assert_array_equal, run(), expected)
+
+
+def test_quick_benchmark_command_writes_tables_plots_and_json(tmp_path, capsys):
+    methods = "mfms_bo,random_search,hyperband"
+    argv = ["benchmark", "--quick", "--methods", methods, "--out", str(tmp_path)]
+    assert main([*argv, "--objectives", "hellaswag", "--seeds", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "default/hellaswag" in out and "speedup of mfms_bo over" in out
+    report = json.loads((tmp_path / "speedup.json").read_text())
+    (problem,) = report["problems"]
+    assert problem["maximize"] is True and problem["world"] == "default"
+    assert {m["method"] for m in problem["methods"]} == set(methods.split(","))
+    assert {s["baseline"] for s in problem["speedups"]} == {"random_search", "hyperband"}
+    for m in problem["methods"]:
+        assert m["seeds"] == 3 and m["median_spent"] <= 5.0
+        assert set(m["regret_at"]) == {"5"}
+        regret = m["regret_at"]["5"]["median"]
+        assert regret is not None and float(regret) >= 0.0
+    assert (tmp_path / problem["plot"]).stat().st_size > 0
+    assert (tmp_path / problem["fidelity_plot"]).stat().st_size > 0
+    assert report["machine"]["x64"] is True
+    assert not jax.config.jax_enable_x64  # the command leaves the global flag alone
+    assert main(["benchmark", "--quick", "--worlds", "paper"]) == 2
+    assert "--paper-runs PATH" in capsys.readouterr().err
+    assert main(["benchmark", "--quick", "--methods", "random_search"]) == 2
+    assert "must include mfms_bo" in capsys.readouterr().err
