@@ -85,14 +85,30 @@ def main(argv: list[str]) -> int:
         results.append(benchmark.run_method(problem, strategy, args.budget, keys))
         print(f"{method}: {results[-1].run_s:.1f} s", flush=True)
     preset = benchmark.PRESETS["standard"]
-    rows = []
+    out = {
+        "world": problem.world,
+        "objective": problem.objective,
+        "seeds": args.seeds,
+        "budget": args.budget,
+        "preset": preset,
+        "baselines": [benchmark.compare([r], reference=r.name)["methods"][0] for r in results],
+        "variants": [],
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     for name in names:
         description, options = VARIANTS[name]
         strategy = rj.mfms_bo(problem.space, **{**preset, **options})
         result = benchmark.run_method(problem, strategy, args.budget, keys, name="mfms_bo")
         tables = benchmark.compare([result, *results])
         mine = tables["methods"][0]
-        rows.append({"variant": name, "change": description, "options": options, **tables})
+        readable = {
+            k: v if isinstance(v, int | float | str) else repr(v) for k, v in options.items()
+        }
+        out["variants"].append(
+            {"variant": name, "change": description, "options": readable, **tables}
+        )
+        # after every variant, so a long run keeps what it has
+        args.out.write_text(json.dumps(analysis.to_jsonable(out), indent=2))
         speed = "  ".join(
             f"vs {s['baseline']} {s['speedup']:.2f}x [{s['ci_low']:.2f}, {s['ci_high']:.2f}]"
             for s in tables["speedups"]
@@ -103,17 +119,6 @@ def main(argv: list[str]) -> int:
             f"run {result.run_s:.0f} s",
             flush=True,
         )
-    out = {
-        "world": problem.world,
-        "objective": problem.objective,
-        "seeds": args.seeds,
-        "budget": args.budget,
-        "preset": preset,
-        "baselines": [benchmark.compare([r], reference=r.name)["methods"][0] for r in results],
-        "variants": rows,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(analysis.to_jsonable(out), indent=2))
     print(f"wrote {args.out}")
     return 0
 
