@@ -26,40 +26,26 @@ import time
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 import recipes_jax as rj
-from recipes_jax import analysis, campaign
+from recipes_jax import analysis, benchmark, campaign
 
 RESULTS = Path(__file__).resolve().parent / "results" / "campaign_sweep.json"
 METRIC = "eval/RedPajamaStackExchange/CrossEntropyLoss"
 PRESETS = {
     "default": {},
-    "fast": dict(
-        capacity=128,
-        num_asks=50,
-        num_candidates=512,
-        fit_starts=1,
-        fit_steps=10,
-        refine_steps=10,
-        recommend_candidates=256,
-    ),
+    # the speedup benchmark's compute preset (recipes_jax.benchmark), 50 asks per campaign
+    "fast": {**benchmark.PRESETS["standard"], "num_asks": 50},
 }
 
 
 def timed_sweep(strategy, env, budget, keys):
-    """(traces, compile seconds, run seconds) of rj.sweep on one device, compile separate."""
-    dynamic, treedef, static = campaign._split_env(env)
-    num_asks = strategy.default_num_asks(budget)
-    fn = campaign._sweep_fn(strategy, treedef, static, num_asks, 1, keys.shape[0])
-    args = (dynamic, jnp.asarray(budget), keys, jnp.asarray(0.0))
+    """(traces, compile seconds, run seconds, asks) of rj.sweep on one device."""
+    run, compile_s = campaign.compile_sweep(strategy, env, budget, keys, devices=1)
     t0 = time.perf_counter()
-    compiled = fn.lower(*args).compile()
-    compile_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    traces = jax.block_until_ready(compiled(*args))
-    return traces, compile_s, time.perf_counter() - t0, num_asks
+    traces = jax.block_until_ready(run())
+    return traces, compile_s, time.perf_counter() - t0, strategy.default_num_asks(budget)
 
 
 def main():
