@@ -19,7 +19,15 @@ from jax.sharding import Mesh, PartitionSpec
 
 from recipes_jax.strategies.base import LearningCurve, Proposal, Strategy
 
-__all__ = ["Trace", "compile_sweep", "run_campaign", "sweep"]
+__all__ = [
+    "CPU_COMPILER_OPTIONS",
+    "CompiledSweep",
+    "Trace",
+    "compile_sweep",
+    "compiler_options",
+    "run_campaign",
+    "sweep",
+]
 
 #: An environment: jittable (w [B, K], m [B] millions of parameters, s [B] steps) -> [B].
 Env = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
@@ -112,9 +120,30 @@ def _campaign(strategy, treedef, static, num_asks, dynamic, budget, key, noise_s
     return trace
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
-def _run_jit(strategy, treedef, static, num_asks, dynamic, budget, key, noise_sd):
-    return _campaign(strategy, treedef, static, num_asks, dynamic, budget, key, noise_sd)
+#: XLA:CPU options for campaign programs: YNNPACK fusions for matrix products only. Its
+#: elementwise fusions pulled the acquisition grid's per-mixture and per-fidelity
+#: exponentials into the [F, C, N] cross-covariance and recomputed them there: mfms_bo on the
+#: paper world took 46 instead of 36 ms per seed-ask (8 seeds, 2 cores).
+CPU_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_DOT"}
+
+
+@functools.cache
+def compiler_options() -> dict | None:
+    """:data:`CPU_COMPILER_OPTIONS` when the default backend is a CPU whose XLA accepts them,
+    else None (other backends, or an XLA without the option: its defaults are used)."""
+    if jax.default_backend() != "cpu":
+        return None
+    try:
+        jax.jit(lambda x: x + 1, compiler_options=CPU_COMPILER_OPTIONS).lower(1.0).compile()
+    except Exception:  # an XLA that no longer knows the option
+        return None
+    return CPU_COMPILER_OPTIONS
+
+
+@functools.lru_cache(maxsize=64)
+def _run_fn(strategy, treedef, static, num_asks):
+    run = functools.partial(_campaign, strategy, treedef, static, num_asks)
+    return jax.jit(run, compiler_options=compiler_options())
 
 
 def _num_asks(strategy: Strategy, budget: float, num_asks: int | None) -> int:
@@ -160,14 +189,19 @@ def run_campaign(
     _check_budget(budget)
     dynamic, treedef, static = _split_env(env)
     n = _num_asks(strategy, budget, num_asks)
-    return _run_jit(strategy, treedef, static, n, dynamic, budget, key, noise_sd)
+    return _run_fn(strategy, treedef, static, n)(dynamic, budget, key, noise_sd)
+
+
+def _mesh(num_devices: int) -> Mesh:
+    return Mesh(np.asarray(jax.devices()[:num_devices]), ("seeds",))
 
 
 @functools.lru_cache(maxsize=16)
-def _sweep_fn(strategy, treedef, static, num_asks, num_devices, batch_size):
-    def local(dynamic, budget, keys, noise_sd):
+def _sweep_fn(strategy, treedef, static, num_asks, num_devices, batch_size, key_impl):
+    def local(dynamic, budget, key_data, noise_sd):
         # this device's seeds, batch_size at a time: every seed runs in a vmap of the same
         # width whatever the device count, so results do not depend on how seeds are sharded
+        keys = jax.random.wrap_key_data(key_data, impl=key_impl)
         one = lambda k: _campaign(strategy, treedef, static, num_asks, dynamic, budget, k, noise_sd)
         chunks = keys.reshape(-1, batch_size)
         traces = jax.lax.map(jax.vmap(one), chunks)
@@ -176,16 +210,15 @@ def _sweep_fn(strategy, treedef, static, num_asks, num_devices, batch_size):
         )
 
     if num_devices == 1:
-        return jax.jit(local)
-    mesh = Mesh(np.asarray(jax.devices()[:num_devices]), ("seeds",))
+        return jax.jit(local, compiler_options=compiler_options())
     sharded = jax.shard_map(
         local,
-        mesh=mesh,
+        mesh=_mesh(num_devices),
         in_specs=(PartitionSpec(), PartitionSpec(), PartitionSpec("seeds"), PartitionSpec()),
         out_specs=PartitionSpec("seeds"),
         check_vma=False,
     )
-    return jax.jit(sharded)
+    return jax.jit(sharded, compiler_options=compiler_options())
 
 
 def _prepare_sweep(strategy, env, budget, keys, num_asks, noise_sd, devices, batch_size):
@@ -210,12 +243,34 @@ def _prepare_sweep(strategy, env, budget, keys, num_asks, noise_sd, devices, bat
     padded = -S % (num_devices * batch)
     if padded:
         keys = jnp.concatenate([keys, jnp.broadcast_to(keys[:1], (padded,))])
-    run = _sweep_fn(strategy, treedef, static, n, num_devices, batch)
-    args = (dynamic, budget, keys, noise_sd)
+    key_impl = jax.random.key_impl(keys)
+    key_data = jax.random.key_data(keys)
+    if jax.process_count() > 1:
+        if num_devices != len(jax.devices()):
+            raise ValueError(
+                "with several processes (jax.distributed), a sweep spans every global device: "
+                f"leave devices=None (got devices={devices} of {len(jax.devices())})"
+            )
+        # every process holds the same keys and environment: make the keys one global array
+        # sharded over the seeds, and pass the rest as host values (replicated)
+        host_keys = np.asarray(key_data)
+        key_data = jax.make_array_from_callback(
+            host_keys.shape,
+            jax.sharding.NamedSharding(_mesh(num_devices), PartitionSpec("seeds")),
+            lambda index: host_keys[index],
+        )
+        dynamic = [None if d is None else np.asarray(d) for d in dynamic]
+    run = _sweep_fn(strategy, treedef, static, n, num_devices, batch, key_impl)
+    args = (dynamic, budget, key_data, noise_sd)
     return run, args, S
 
 
 def _unpad(traces: Trace, num_seeds: int) -> Trace:
+    if jax.process_count() > 1:
+        # seeds live on every process's devices: gather them all, in seed order, everywhere
+        from jax.experimental import multihost_utils
+
+        traces = multihost_utils.process_allgather(traces, tiled=True)
     return jax.tree_util.tree_map(lambda a: a[:num_seeds], traces)
 
 
@@ -243,12 +298,42 @@ def sweep(
     bits), and so do different batch widths and :func:`run_campaign`. In a long model-based
     campaign such last-bit differences can steer later proposals apart.
 
+    Several hosts: start every process with ``jax.distributed.initialize(...)`` and call
+    ``sweep`` with the same arguments (same keys) in each; seeds are sharded over every global
+    device and every process gets the whole :class:`Trace` back (``devices`` must then be
+    None). Memory: a ``batch_size``-wide vmap of one ask's working set per device, plus the
+    traces, which grow linearly in seeds.
+
     Returns a :class:`Trace` with a leading seed axis [S, ...] on every field.
     """
     run, args, S = _prepare_sweep(
         strategy, env, budget, keys, num_asks, noise_sd, devices, batch_size
     )
     return _unpad(run(*args), S)
+
+
+class CompiledSweep:
+    """A :func:`sweep` compiled ahead of time: call it to run (returns the :class:`Trace`,
+    not yet blocked on); :meth:`memory` reports XLA's memory plan for one call."""
+
+    def __init__(self, compiled, args, num_seeds: int):
+        self._compiled, self._args, self._num_seeds = compiled, args, num_seeds
+
+    def __call__(self) -> Trace:
+        return _unpad(self._compiled(*self._args), self._num_seeds)
+
+    def memory(self) -> dict[str, int] | None:
+        """Bytes XLA plans per call: ``temp`` (working buffers), ``argument``, ``output``
+        and ``code``; None where the backend does not report them."""
+        analysis = self._compiled.memory_analysis()
+        if analysis is None:
+            return None
+        return {
+            "temp": int(analysis.temp_size_in_bytes),
+            "argument": int(analysis.argument_size_in_bytes),
+            "output": int(analysis.output_size_in_bytes),
+            "code": int(analysis.generated_code_size_in_bytes),
+        }
 
 
 def compile_sweep(
@@ -261,12 +346,12 @@ def compile_sweep(
     noise_sd: float = 0.0,
     devices: int | None = None,
     batch_size: int | None = None,
-) -> tuple[Callable[[], Trace], float]:
+) -> tuple[CompiledSweep, float]:
     """Compile :func:`sweep` ahead of time, for benchmarks that time compilation separately.
 
     Same arguments as :func:`sweep`. Returns ``(run, compile_seconds)``: ``run()`` executes the
     compiled sweep and returns its :class:`Trace` (not yet blocked on), identical to
-    ``sweep(...)`` with the same arguments.
+    ``sweep(...)`` with the same arguments; ``run.memory()`` gives XLA's memory plan.
     """
     fn, args, S = _prepare_sweep(
         strategy, env, budget, keys, num_asks, noise_sd, devices, batch_size
@@ -274,4 +359,4 @@ def compile_sweep(
     start = time.perf_counter()
     compiled = fn.lower(*args).compile()
     seconds = time.perf_counter() - start
-    return (lambda: _unpad(compiled(*args), S)), seconds
+    return CompiledSweep(compiled, args, S), seconds

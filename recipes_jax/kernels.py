@@ -34,6 +34,7 @@ __all__ = [
     "diag",
     "exponential_decay",
     "gram",
+    "grid_gram",
     "linear_truncated_fidelity",
     "matern52",
     "matern52_ard",
@@ -301,6 +302,91 @@ def gram(kernel: tinygp.kernels.Kernel, X1: jax.Array, X2: jax.Array) -> jax.Arr
     if hasattr(kernel, "gram"):
         return kernel.gram(X1, X2)
     return kernel(X1, X2)
+
+
+def _leaf_columns(kernel) -> tuple[int, ...] | None:
+    """Input columns a leaf kernel reads, or None when unknown (treated as reading all)."""
+    if isinstance(kernel, ARDStationary):
+        return tuple(kernel.columns)
+    if isinstance(kernel, ExponentialDecay):
+        return (kernel.column,)
+    return None
+
+
+def grid_gram(
+    kernel: tinygp.kernels.Kernel, W: jax.Array, fidelities: jax.Array, X: jax.Array
+) -> jax.Array:
+    """Gram matrix [F, C, N] between every decision (mixture ``W[c]``, fidelity
+    ``fidelities[f]``) and the points X [N, K + 2]: ``gram(kernel, D, X).reshape(F, C, N)``
+    for ``D = optimize.grid_decisions(W, fidelities)[0]`` (fidelity-major), equal to rounding.
+
+    W [C, K] mixtures; fidelities [F, 2] encoded ``(u_scale, u_steps)``. Factors of products
+    (and terms of sums) that read only mixture columns are evaluated once per mixture
+    ([1, C, N]) and those that read only fidelity columns once per fidelity ([F, 1, N]), so a
+    separable kernel such as the paper's costs exponentials on (C + F) x N entries instead of
+    F x C x N; anything else falls back to the full grid.
+    """
+    K = W.shape[1]
+    F, C, N = fidelities.shape[0], W.shape[0], X.shape[0]
+    mixtures = jnp.concatenate([W, jnp.zeros((C, 2), W.dtype)], axis=1)
+    levels = jnp.concatenate([jnp.zeros((F, K), W.dtype), fidelities.astype(W.dtype)], axis=1)
+
+    def full(k):
+        rows = jnp.concatenate(
+            [W[None].repeat(F, 0), jnp.broadcast_to(levels[:, None, K:], (F, C, 2))], axis=2
+        ).reshape(F * C, K + 2)
+        return gram(k, rows, X).reshape(F, C, N)
+
+    def side(columns):
+        if columns is None:
+            return None
+        if all(c < K for c in columns):
+            return "mixture"
+        if all(c >= K for c in columns):
+            return "fidelity"
+        return None
+
+    def of_group(k, group):
+        if group == "mixture":
+            return gram(k, mixtures, X)[None]
+        return gram(k, levels, X)[:, None]
+
+    def walk(k):
+        if isinstance(k, tinygp.kernels.base.Product):
+            factors = _product_factors(k)
+            sides = [side(_leaf_columns(f)) for f in factors]
+            if None not in sides and all(
+                isinstance(f, ARDStationary) and f.profile == "rbf" for f in factors
+            ):
+                # an RBF product splits into one exponential per side
+                out = 1.0
+                for group in ("mixture", "fidelity"):
+                    members = [f for f, g in zip(factors, sides, strict=True) if g == group]
+                    if not members:
+                        continue
+                    rows = mixtures if group == "mixture" else levels
+                    F1 = jnp.concatenate([f.features(rows) for f in members], axis=-1)
+                    F2 = jnp.concatenate([f.features(X) for f in members], axis=-1)
+                    g = rbf_of_sq_dist(_sq_dist_direct(F1, F2))
+                    out = out * (g[None] if group == "mixture" else g[:, None])
+                return out
+            return walk(k.kernel1) * walk(k.kernel2)
+        if isinstance(k, tinygp.kernels.base.Sum):
+            return walk(k.kernel1) + walk(k.kernel2)
+        if isinstance(k, tinygp.kernels.base.Constant):
+            return jnp.asarray(k.value, W.dtype)
+        group = side(_leaf_columns(k))
+        return full(k) if group is None else of_group(k, group)
+
+    return jnp.broadcast_to(walk(kernel), (F, C, N))
+
+
+def _sq_dist_direct(F1: jax.Array, F2: jax.Array) -> jax.Array:
+    # squared distances [N1, N2] from differences, not a matrix product: XLA:CPU's YNNPACK
+    # fusions (on by default) take the elementwise work around a dot, exponentials included,
+    # into the consumer, here the [F, C, N] product, recomputing each exponential F (or C)
+    # times
+    return jnp.sum(jnp.square(F1[:, None, :] - F2[None, :, :]), axis=-1)
 
 
 def _product_factors(kernel) -> list:

@@ -22,6 +22,7 @@ __all__ = [
     "quasi_random_simplex",
     "sharpened_simplex",
     "simplex_candidates",
+    "small_top_k",
     "uniform_simplex",
 ]
 
@@ -117,6 +118,26 @@ def grid_decisions(w: jax.Array, fidelities: jax.Array) -> tuple[jax.Array, jax.
     return X, jnp.repeat(jnp.arange(F), C)
 
 
+def small_top_k(values: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
+    """``jax.lax.top_k`` of a 1-D array without NaN, for small ``k``: ``(values [k], indices
+    [k])``, best first, ties to the lower index, distinct indices even among -inf entries.
+
+    ``k`` passes of argmax: on XLA:CPU ``lax.top_k`` sorts the whole array (~2 ms for 10^4
+    float64 entries, 8 seeds vmapped), a pass is ~40x cheaper.
+    """
+    taken = jnp.zeros(values.shape, bool)
+    out_values, out_indices = [], []
+    for _ in range(k):
+        masked = jnp.where(taken, -jnp.inf, values)
+        best = jnp.argmax(masked)
+        # when only -inf is left, argmax may land on a taken entry: take the first free one
+        best = jnp.where(taken[best], jnp.argmin(taken), best)
+        out_values.append(values[best])
+        out_indices.append(best)
+        taken = taken.at[best].set(True)
+    return jnp.stack(out_values), jnp.stack(out_indices).astype(jnp.int32)
+
+
 def maximize(
     score: ScoreFn,
     key: jax.Array,
@@ -172,7 +193,7 @@ def maximize(
         values = score_grid(W, fidelities)
     values = jnp.where(jnp.isfinite(values), values, -jnp.inf)
     k = min(top_k, F * C)
-    top_values, flat = jax.lax.top_k(values.ravel(), k)
+    top_values, flat = small_top_k(values.ravel(), k)
     f_idx, c_idx = flat // C, flat % C
 
     def refine(w0, fid, i, v0):

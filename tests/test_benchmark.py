@@ -104,3 +104,14 @@ def test_quick_benchmark_command_writes_tables_plots_and_json(tmp_path, capsys):
     assert "--paper-runs PATH" in capsys.readouterr().err
     assert main(["benchmark", "--quick", "--methods", "random_search"]) == 2
     assert "must include mfms_bo" in capsys.readouterr().err
+
+
+def test_compiled_sweep_reports_xla_memory_and_campaigns_use_cpu_options(world, truth):
+    strategy = rj.random_search(world.space)
+    keys = jax.random.split(jax.random.key(3), 4)
+    run, _ = campaign.compile_sweep(strategy, truth, 4.0, keys, batch_size=2)
+    memory = run.memory()
+    assert memory is not None and set(memory) == {"temp", "argument", "output", "code"}
+    assert memory["output"] > 0 and all(v >= 0 for v in memory.values())
+    if jax.default_backend() == "cpu":
+        assert campaign.compiler_options() in (None, campaign.CPU_COMPILER_OPTIONS)

@@ -198,3 +198,75 @@ def test_sweep_shards_seeds_over_devices_with_the_same_results(tmp_path):
     # no model: bit for bit; GP strategy: the same runs, values equal to the last bits
     assert max(out["hyperband"]) == 0.0, out["hyperband"]
     assert max(out["mfms_bo"]) < 1e-12, out["mfms_bo"]
+
+
+#: LEAN search settings plus a 3-run initial design, so 6 asks reach the GP
+TINY_MFMS = {**LEAN, "num_initial": 3}
+
+MULTI_PROCESS = textwrap.dedent(
+    """
+    import json, sys
+    import jax
+    process_id, port, path, tiny = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+    jax.distributed.initialize(f"localhost:{port}", num_processes=2, process_id=process_id)
+    import numpy as np, recipes_jax as rj
+    assert jax.process_count() == 2 and len(jax.devices()) == 4, jax.devices()
+    world = rj.worlds.default()
+    truth = world.truth("eval/RedPajamaStackExchange/CrossEntropyLoss")
+    keys = jax.random.split(jax.random.key(3), 7)  # padded to 4 devices x batch 2
+    out = {}
+    with jax.enable_x64(True):
+        for strategy in (rj.hyperband(world.space), rj.mfms_bo(world.space, **json.loads(tiny))):
+            traces = rj.sweep(strategy, truth, 1.0, keys, num_asks=6, batch_size=2)
+            out[strategy.name] = {
+                "cost": np.asarray(traces.cost).tolist(),
+                "recommendation": np.asarray(traces.recommendation).tolist(),
+                "scale": np.asarray(traces.proposals.scale).tolist(),
+                "steps": np.asarray(traces.proposals.steps).tolist(),
+            }
+    with open(f"{path}.{process_id}", "w") as f:
+        json.dump(out, f)
+    """
+)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def test_sweep_spans_two_processes_under_jax_distributed(tmp_path, world, truth):
+    """Two processes x 2 CPU devices each, started with jax.distributed: every process gets
+    every seed's trace, equal to a one-process, one-device sweep of the same keys."""
+    env = dict(
+        os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu"
+    )
+    port, path = str(_free_port()), str(tmp_path / "out")
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", MULTI_PROCESS, str(i), port, path, json.dumps(TINY_MFMS)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err[-3000:]
+    first, second = (json.loads((tmp_path / f"out.{i}").read_text()) for i in range(2))
+    assert first == second
+    keys = jax.random.split(jax.random.key(3), 7)
+    with jax.enable_x64(True):
+        for strategy in (rj.hyperband(world.space), rj.mfms_bo(world.space, **TINY_MFMS)):
+            ref = rj.sweep(strategy, truth, 1.0, keys, num_asks=6, devices=1, batch_size=2)
+            got = first[strategy.name]
+            assert np.array_equal(got["scale"], ref.proposals.scale)
+            assert np.array_equal(got["steps"], ref.proposals.steps)
+            tol = 0.0 if strategy.name == "hyperband" else 1e-12
+            np.testing.assert_allclose(got["cost"], ref.cost, rtol=0, atol=tol)
+            np.testing.assert_allclose(got["recommendation"], ref.recommendation, atol=tol)

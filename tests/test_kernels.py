@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recipes_jax import kernels
+from recipes_jax import kernels, optimize
 
 
 @pytest.fixture(autouse=True)
@@ -138,3 +138,26 @@ def test_bad_names_are_refused():
         kernels.rbf("mixture", "logit")
     with pytest.raises(ValueError, match="only applies to the mixture"):
         kernels.rbf("steps", "ilr")
+
+
+@pytest.mark.parametrize(
+    "name", [*sorted(FAMILIES), "mfms", "box_cox_product", "steps_only", "constant_sum"]
+)
+def test_grid_gram_equals_the_gram_of_every_decision(name):
+    extra = {
+        "mfms": kernels.mfms_kernel(),
+        "box_cox_product": kernels.rbf("mixture", "box_cox") * kernels.rbf("fidelity"),
+        "steps_only": kernels.rbf("steps"),
+        "constant_sum": kernels.rbf("scale") + kernels.rbf("mixture", "sqrt"),
+    }
+    family = FAMILIES.get(name) or extra[name]
+    rng = np.random.default_rng(7)
+    kernel = family.build(random_params(family, rng, 0.5), K)
+    W = rng.dirichlet(np.full(K, 0.5), 6)
+    fidelities = rng.uniform(0.0, 1.0, (3, 2))
+    X = jnp.asarray(random_inputs(rng, 5))
+    decisions, _ = optimize.grid_decisions(jnp.asarray(W), jnp.asarray(fidelities))
+    expected = np.asarray(kernels.gram(kernel, decisions, X)).reshape(3, 6, 5)
+    got = np.asarray(kernels.grid_gram(kernel, jnp.asarray(W), jnp.asarray(fidelities), X))
+    assert got.shape == (3, 6, 5)
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-14)

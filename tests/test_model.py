@@ -225,3 +225,31 @@ def test_observations_of_the_wrong_shape_are_refused():
     bad = gp.observations(x, y)._replace(y=jnp.zeros(4))
     with pytest.raises(ValueError, match="disagree on N"):
         MODEL.loss(MODEL.init(jnp.float64), bad)
+
+
+def test_grid_cross_covariance_and_projection_equal_the_pointwise_ones():
+    x, y = make_data(20)
+    obs = gp.observations(x, y)
+    obs = gp.Observations(  # 4 padded rows
+        jnp.concatenate([obs.x, jnp.zeros((4, obs.x.shape[1]))]),
+        jnp.concatenate([obs.y, jnp.zeros(4)]),
+        jnp.concatenate([obs.mask, jnp.zeros(4, bool)]),
+    )
+    model = gp.GP(kernels.mfms_kernel(), SPACE.num_domains)
+    post = model.condition(perturbed_params_of(model, 2), obs)
+    rng = np.random.default_rng(5)
+    W = jnp.asarray(rng.dirichlet(np.ones(5), 7))
+    fidelities = jnp.asarray(SPACE.encode(np.zeros((3, 5)), [20, 150, 1000], [6500, 13000, 19500]))
+    fidelities = fidelities[:, -2:]
+    decisions, _ = rj.optimize.grid_decisions(W, fidelities)
+    cross = gp.grid_cross_covariance(post, W, fidelities)
+    np.testing.assert_allclose(cross, gp.cross_covariance(post, decisions), rtol=1e-12, atol=1e-15)
+    assert np.all(np.asarray(cross)[:, 20:] == 0.0)  # padded rows
+    for a, b in zip(gp.project(post, decisions, cross), gp.project(post, decisions), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+def perturbed_params_of(model, seed):
+    flat, unravel = jax.flatten_util.ravel_pytree(model.init(jnp.float64))
+    noise = np.random.default_rng(seed).normal(scale=0.3, size=flat.shape)
+    return unravel(flat + noise)

@@ -116,3 +116,16 @@ def test_bad_search_arguments_are_refused():
         optimize.maximize(score, jax.random.key(0), jnp.zeros((3, 3)), 5)
     with pytest.raises(ValueError, match="top_k >= 1"):
         optimize.maximize(score, jax.random.key(0), jnp.zeros((3, 2)), 5, top_k=0)
+
+
+@pytest.mark.parametrize("k", [1, 4, 9])
+def test_small_top_k_matches_lax_top_k_with_ties_and_minus_inf(k):
+    rng = np.random.default_rng(k)
+    values = rng.integers(0, 4, 40).astype(np.float64)  # many ties
+    values[rng.choice(40, 10, replace=False)] = -np.inf
+    for v in (values, np.full(12, -np.inf)):
+        got_values, got_indices = optimize.small_top_k(jnp.asarray(v), k)
+        want_values, want_indices = jax.lax.top_k(jnp.asarray(v), k)
+        np.testing.assert_array_equal(got_values, want_values)
+        np.testing.assert_array_equal(got_indices, want_indices)
+        assert len(set(np.asarray(got_indices).tolist())) == k

@@ -245,21 +245,28 @@ def bayes_opt(
         w_inc, best = incumbent(post, obs)
         tiny = jnp.finfo(dtype).tiny
 
-        def target_ei(X, mean_t, prior_t, Vt, X_t):
-            # augmented EI from the target-fidelity pieces of each row's own mixture
-            _, prior_x, Vx = gp.project(post, X)
+        def target_ei(X, mean_t, prior_t, Vt, X_t, cross=None):
+            """Augmented EI [Q] of decisions X [Q, D] from the target-fidelity pieces of
+            their own mixtures (mean_t, prior_t [M], Vt [M, N] at X_t [M, D]), Q = R * M:
+            row r * M + m of X holds mixture m (R fidelity blocks, fidelity-major)."""
+            M, N = X_t.shape[0], Vt.shape[1]
+            R = X.shape[0] // M
+            _, prior_x, Vx = gp.project(post, X, cross)
             var_t = gp.posterior_variance(prior_t, Vt)
-            var_x = gp.posterior_variance(prior_x, Vx)
-            cov = post.amplitude * jax.vmap(post.kernel.evaluate)(X, X_t) - jnp.sum(Vx * Vt, 1)
-            corr = cov / jnp.sqrt(jnp.maximum(var_x * var_t, tiny))
+            var_x = gp.posterior_variance(prior_x, Vx).reshape(R, M)
+            k_xt = jax.vmap(post.kernel.evaluate)(X, jnp.tile(X_t, (R, 1))).reshape(R, M)
+            # broadcast Vt over the blocks (tiling it first lets XLA repeat the product)
+            cov = post.amplitude * k_xt - jnp.sum(Vx.reshape(R, M, N) * Vt[None], axis=-1)
+            corr = cov / jnp.sqrt(jnp.maximum(var_x * var_t[None], tiny))
             signal = 1.0 - jnp.sqrt(post.noise / (var_x + post.noise))
             mean = post.y_loc + post.y_scale * mean_t
             std = post.y_scale * jnp.sqrt(var_t)
-            return (
-                acq.log_expected_improvement(mean, std, best)
+            values = (
+                acq.log_expected_improvement(mean, std, best)[None]
                 + jnp.log(jnp.clip(corr, tiny, 1.0))
                 + jnp.log(jnp.maximum(signal, tiny))
             )
+            return values.reshape(R * M)
 
         def value(X):
             if acquisition == "ei":
@@ -282,8 +289,8 @@ def bayes_opt(
             # each mixture's target-fidelity pieces once, shared by its F fidelities
             X_t = at_target(W)
             mean_t, prior_t, Vt = gp.project(post, X_t)
-            tile = lambda a: jnp.tile(a, (F,) + (1,) * (a.ndim - 1))  # fidelity-major rows
-            values = target_ei(X, tile(mean_t), tile(prior_t), tile(Vt), tile(X_t))
+            cross = gp.grid_cross_covariance(post, W, fidelities)
+            values = target_ei(X, mean_t, prior_t, Vt, X_t, cross)
             return (values - alpha * log_costs[idx]).reshape(F, C)
 
         return score, score_grid
