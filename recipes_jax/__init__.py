@@ -20,7 +20,16 @@ After "Data Mixture Optimization: A Multi-fidelity Multi-scale Bayesian Framewor
     traces = rj.sweep(strategy, sim, 30.0, jax.random.split(key, 64))
 """
 
-from recipes_jax import acquisition, analysis, gp, kernels, optimize, strategies
+from recipes_jax import (
+    acquisition,
+    analysis,
+    gp,
+    kernels,
+    ledger,
+    optimize,
+    space_file,
+    strategies,
+)
 from recipes_jax.campaign import Trace, run_campaign, sweep
 from recipes_jax.simulator import worlds
 from recipes_jax.simulator.run_table import RunTable
@@ -54,6 +63,7 @@ __all__ = [
     "gp",
     "hyperband",
     "kernels",
+    "ledger",
     "load_state",
     "mf_bo_steps",
     "mfms_bo",
@@ -62,6 +72,7 @@ __all__ = [
     "run_campaign",
     "save_state",
     "single_fidelity_bo",
+    "space_file",
     "strategies",
     "sweep",
     "worlds",

@@ -1,6 +1,8 @@
 """The ``recipes-jax`` command.
 
 recipes-jax demo                       # build the default simulator, query it, time it
+recipes-jax init --space space.toml    # an example space file to edit; --check validates one
+recipes-jax record --ledger runs.csv --id r7 --value 2.31   # a finished run's result
 recipes-jax simulate --table t.npz --mixture 0.2,0.2,0.2,0.2,0.2 --scale 1000 --steps 19500
 recipes-jax convert runs.pkl --trusted -o runs.npz   # the paper's pickle -> safe npz
 recipes-jax summary runs.npz
@@ -128,6 +130,65 @@ def _names(text: str, allowed, what: str) -> list[str]:
     return names
 
 
+def cmd_init(args) -> int:
+    from recipes_jax import space_file
+
+    if args.check:
+        space = space_file.load_space(args.check)
+        cheapest = float(space.cost(space.scales[0], space.steps[0]))
+        print(
+            f"{args.check}: {space.num_domains} domains {list(space.domains)}; scales "
+            f"{list(space.scales)} (millions of parameters); {len(space.steps)} step counts "
+            f"{space.steps[0]}..{space.steps[-1]}; target {space.target[0]:g}M x "
+            f"{space.target[1]} steps; {'maximize' if space.maximize else 'minimize'} "
+            f"{space.metric!r}; the cheapest run costs {cheapest:.2g} target runs"
+        )
+        return 0
+    path = space_file.write_example(args.space, overwrite=args.force)
+    print(f"wrote {path}: the paper's setting; edit the domains, scales, steps, target and metric")
+    return 0
+
+
+def _read_curve(text: str):
+    """A learning curve from ``step=value;...`` or from a CSV file of ``step,value`` rows."""
+    import csv
+    import os
+
+    from recipes_jax import ledger
+
+    if "=" in text or not os.path.exists(text):
+        return ledger.parse_curve(text)
+    points = []
+    with open(text, newline="", encoding="utf-8") as f:
+        for i, row in enumerate(csv.reader(f), start=1):
+            if not row or (i == 1 and row[0].strip().lower() == "step"):
+                continue
+            if len(row) != 2:
+                raise ValueError(f"{text} line {i}: expected two columns step,value; got {row}")
+            points.append(f"{row[0].strip()}={row[1].strip()}")
+    return ledger.parse_curve(";".join(points))
+
+
+def cmd_record(args) -> int:
+    from recipes_jax import ledger, space_file
+
+    space = space_file.load_space(args.space)
+    curve = _read_curve(args.curve) if args.curve else ()
+    run = ledger.record(
+        args.ledger,
+        space,
+        args.id,
+        value=args.value,
+        curve=curve,
+        status=args.status,
+        note=args.note,
+        overwrite=args.force,
+    )
+    value = "" if run.value != run.value else f" value {run.value:g}"
+    print(f"{args.ledger}: run {run.id} recorded as {run.status}{value}")
+    return 0
+
+
 def cmd_benchmark(args) -> int:
     import functools
 
@@ -228,6 +289,38 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("table")
     summary.set_defaults(func=cmd_summary)
 
+    init = sub.add_parser(
+        "init",
+        help="write an example space file (or --check one)",
+        description="Example: recipes-jax init --space space.toml   (then edit it; "
+        "recipes-jax init --check space.toml validates it)",
+    )
+    init.add_argument("--space", default="space.toml", help="where to write (default space.toml)")
+    init.add_argument("--force", action="store_true", help="replace an existing file")
+    init.add_argument("--check", metavar="PATH", help="validate a space file instead of writing")
+    init.set_defaults(func=cmd_init)
+
+    rec = sub.add_parser(
+        "record",
+        help="record a run's result (or its failure) in the ledger",
+        description="Examples: recipes-jax record --ledger runs.csv --id r7 --value 2.31   |   "
+        "recipes-jax record --ledger runs.csv --id r7 --curve 6500=2.6;13000=2.4   |   "
+        "recipes-jax record --ledger runs.csv --id r8 --status failed --note 'node died'",
+    )
+    rec.add_argument("--ledger", required=True, help="the campaign's ledger CSV")
+    rec.add_argument("--space", default="space.toml", help="its space file (default space.toml)")
+    rec.add_argument("--id", required=True, help="the run's id in the ledger")
+    rec.add_argument("--value", type=float, help="the metric at the run's steps (inf/nan allowed)")
+    rec.add_argument("--curve", help="learning curve: step=value;... or a CSV file step,value")
+    rec.add_argument(
+        "--status",
+        choices=("done", "failed", "diverged"),
+        help="default: done for a finite value, diverged otherwise",
+    )
+    rec.add_argument("--note", help="free text kept in the ledger")
+    rec.add_argument("--force", action="store_true", help="replace an earlier record")
+    rec.set_defaults(func=cmd_record)
+
     bench = sub.add_parser(
         "benchmark",
         help="the speedup benchmark: mfms_bo against the baselines, many seeds",
@@ -258,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, KeyError, FileNotFoundError, PermissionError) as e:
+    except (ValueError, KeyError, FileNotFoundError, FileExistsError, PermissionError) as e:
         print(f"recipes-jax {args.command}: error: {e}", file=sys.stderr)
         return 2
 

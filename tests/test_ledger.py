@@ -1,0 +1,124 @@
+"""The run ledger: round trips, record, and errors that name the line, column and fix."""
+
+import math
+
+import pytest
+
+from recipes_jax import ledger, space_file
+from recipes_jax.ledger import LedgerRun
+
+SPACE = space_file.parse_space(space_file.EXAMPLE)
+K = SPACE.num_domains
+
+
+def run(i, status="pending", scale=20.0, steps=500, **kw):
+    w = [0.0] * K
+    w[i % K] = 0.6
+    w[(i + 1) % K] = 0.4
+    return LedgerRun(id=f"r{i}", status=status, mixture=tuple(w), scale=scale, steps=steps, **kw)
+
+
+def test_round_trip_keeps_every_field_and_columns_of_your_own(tmp_path):
+    path = tmp_path / "runs.csv"
+    runs = [
+        run(0, "done", value=2.91, curve=((500, 2.91),), score=-3.2, note="first, with comma"),
+        run(1, "pending", scale=150, steps=1000),
+        run(2, "diverged", value=math.inf, extra={"host": "node7"}),
+        run(3, "failed", note="OOM"),
+    ]
+    ledger.write_ledger(path, SPACE, runs)
+    back = ledger.read_ledger(path, SPACE)
+    assert [r.id for r in back] == ["r0", "r1", "r2", "r3"]
+    assert back[0].value == 2.91 and back[0].curve == ((500, 2.91),) and back[0].score == -3.2
+    assert back[0].note == "first, with comma" and back[0].informs_model
+    assert back[1].cost == pytest.approx(float(SPACE.cost(150, 1000)))
+    assert back[2].value == math.inf and back[2].extra == {"host": "node7"}
+    assert not back[2].informs_model and not back[3].informs_model
+    assert path.read_text().splitlines()[0] == ",".join([*ledger.columns(SPACE), "host"])
+
+
+def test_absent_or_empty_ledger_has_no_runs(tmp_path):
+    assert ledger.read_ledger(tmp_path / "absent.csv", SPACE) == []
+    (tmp_path / "empty.csv").write_text("")
+    assert ledger.read_ledger(tmp_path / "empty.csv", SPACE) == []
+
+
+def test_record_a_value_a_curve_a_divergence_and_a_failure(tmp_path):
+    path = tmp_path / "runs.csv"
+    ledger.write_ledger(path, SPACE, [run(i, steps=1000) for i in range(4)])
+    assert ledger.record(path, SPACE, "r0", value=2.5).status == "done"
+    got = ledger.record(path, SPACE, "r1", curve=[(500, 3.0), (1000, 2.7)])
+    assert got.status == "done" and got.value == 2.7
+    assert ledger.record(path, SPACE, "r2", value=math.nan, curve=[(500, math.inf)]).status == (
+        "diverged"
+    )
+    assert ledger.record(path, SPACE, "r3", status="failed", note="node died").status == "failed"
+    back = {r.id: r for r in ledger.read_ledger(path, SPACE)}
+    assert back["r0"].value == 2.5 and back["r1"].curve == ((500, 3.0), (1000, 2.7))
+    assert back["r3"].note == "node died"
+    with pytest.raises(ValueError, match="already recorded as done; pass --force"):
+        ledger.record(path, SPACE, "r0", value=2.4)
+    assert ledger.record(path, SPACE, "r0", value=2.4, overwrite=True).value == 2.4
+    with pytest.raises(ValueError, match=r"no run 'r9' in .* \(did you mean"):
+        ledger.record(path, SPACE, "r9", value=1.0)
+    with pytest.raises(ValueError, match="beyond the run's 1000 steps"):
+        ledger.record(path, SPACE, "r1", curve=[(1500, 2.0)], overwrite=True)
+    with pytest.raises(ValueError, match="give a value"):
+        ledger.record(path, SPACE, "r2", overwrite=True)
+    # a refused record leaves the file as it was
+    assert {r.id: r for r in ledger.read_ledger(path, SPACE)}["r1"].value == 2.7
+
+
+HEADER = ",".join(ledger.columns(SPACE))
+ROW = "r0,done,20,500,0.2,0.2,0.2,0.2,0.2,2.9,,,,"
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        (HEADER.replace(",w:RedPajamaBook", "") + "\n", r"missing columns \['w:RedPajamaBook'\]"),
+        (HEADER + ",id\n", r"duplicate columns \['id'\]"),
+        (f"{HEADER}\n{ROW}\n{ROW}\n", "line 3: duplicate id 'r0' \\(also on line 2\\)"),
+        (f"{HEADER}\n{ROW.replace(',2.9,', ',abc,')}\n", "line 2, column 'value': value 'abc'"),
+        (f"{HEADER}\n{ROW.replace('0.2,', 'x,', 1)}\n", "column 'w:RedPajamaWikipedia'"),
+        (f"{HEADER}\n{ROW.replace(',done,', ',finished,')}\n", "status 'finished' is not one"),
+        (f"{HEADER}\n{ROW.replace(',2.9,', ',,')}\n", "a done run needs a finite value"),
+        (f"{HEADER}\n{ROW.replace(',2.9,', ',inf,')}\n", "status 'diverged'"),
+        (f"{HEADER}\n{ROW.replace(',20,', ',25,')}\n", "line 2: .*25"),
+        (f"{HEADER}\n{ROW.replace(',500,', ',550,')}\n", "line 2: .*550"),
+        (f"{HEADER}\n{ROW.replace(',500,', ',5e2.5,')}\n", "column 'steps'"),
+        (f"{HEADER}\n{ROW.replace('0.2,0.2,0.2', '0.5,0.5,0.5')}\n", "line 2: .*sum"),
+        (f"{HEADER}\n{ROW.replace('0.2,0.2,0.2', '-0.2,0.4,0.2')}\n", "line 2: .*negative"),
+        (f"{HEADER}\n{ROW.replace(',,,', ',500:2.9,,')}\n", "column 'curve': .*step=value"),
+        (f"{HEADER}\n{ROW},extra\n", "check for stray commas"),
+        (f"{HEADER}\n{ROW.replace('r0,', ',', 1)}\n", "empty id"),
+    ],
+)
+def test_bad_ledgers_name_the_line_column_and_fix(tmp_path, text, match):
+    path = tmp_path / "runs.csv"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=match):
+        ledger.read_ledger(path, SPACE)
+    assert path.read_text() == text  # never touched
+
+
+def test_record_command_from_the_shell(tmp_path, capsys):
+    from recipes_jax.cli import main
+
+    space_path, path = tmp_path / "space.toml", tmp_path / "runs.csv"
+    assert main(["init", "--space", str(space_path)]) == 0
+    ledger.write_ledger(path, SPACE, [run(i, steps=1000) for i in range(3)])
+    base = ["record", "--ledger", str(path), "--space", str(space_path)]
+    assert main([*base, "--id", "r0", "--value", "2.31"]) == 0
+    assert "run r0 recorded as done value 2.31" in capsys.readouterr().out
+    curve_file = tmp_path / "curve.csv"
+    curve_file.write_text("step,value\n500,3.1\n1000,2.8\n")
+    assert main([*base, "--id", "r1", "--curve", str(curve_file)]) == 0
+    assert main([*base, "--id", "r2", "--status", "failed", "--note", "node died"]) == 0
+    back = {r.id: r for r in ledger.read_ledger(path, SPACE)}
+    assert back["r1"].value == 2.8 and back["r1"].curve == ((500, 3.1), (1000, 2.8))
+    assert back["r2"].status == "failed" and back["r2"].note == "node died"
+    assert main([*base, "--id", "r0", "--value", "2.0"]) == 2
+    assert "pass --force" in capsys.readouterr().err
+    assert main([*base, "--id", "r0", "--curve", "500=x"]) == 2
+    assert "curve point '500=x'" in capsys.readouterr().err
