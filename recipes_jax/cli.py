@@ -2,6 +2,7 @@
 
 recipes-jax demo                       # build the default simulator, query it, time it
 recipes-jax init --space space.toml    # an example space file to edit; --check validates one
+recipes-jax suggest --space space.toml --ledger runs.csv -n 4   # next runs, marked pending
 recipes-jax record --ledger runs.csv --id r7 --value 2.31   # a finished run's result
 recipes-jax simulate --table t.npz --mixture 0.2,0.2,0.2,0.2,0.2 --scale 1000 --steps 19500
 recipes-jax convert runs.pkl --trusted -o runs.npz   # the paper's pickle -> safe npz
@@ -189,6 +190,40 @@ def cmd_record(args) -> int:
     return 0
 
 
+def cmd_suggest(args) -> int:
+    import jax
+
+    from recipes_jax import benchmark, ledger, space_file
+    from recipes_jax.suggest import suggest
+
+    space = space_file.load_space(args.space)
+    runs = ledger.read_ledger(args.ledger, space)
+    options = {} if args.preset == "default" else dict(benchmark.PRESETS[args.preset])
+    options.pop("num_asks", None)
+    start = time.perf_counter()
+    with jax.enable_x64(True):  # GP fitting in float64, without touching the global flag
+        key = jax.random.fold_in(jax.random.key(args.seed), len(runs))
+        new = suggest(space, runs, args.n, key, **options)
+    ledger.write_ledger(args.ledger, space, [*runs, *new])
+    done = sum(r.informs_model for r in runs)
+    print(
+        f"{args.ledger}: {len(runs)} runs ({done} with results); {len(new)} new pending runs "
+        f"in {time.perf_counter() - start:.1f} s:"
+    )
+    names = [d[:12] for d in space.domains]
+    print(
+        f"{'id':>6} {'scale':>7} {'steps':>7} {'cost':>8} {'acq (log)':>10}  "
+        + " ".join(f"{n:>12}" for n in names)
+    )
+    for r in new:
+        print(
+            f"{r.id:>6} {r.scale:>7g} {r.steps:>7d} {r.cost:>8.4f} {r.score:>10.3f}  "
+            + " ".join(f"{w:>12.4f}" for w in r.mixture)
+        )
+    print("train them, then: recipes-jax record --ledger ... --id <id> --value <metric>")
+    return 0
+
+
 def cmd_benchmark(args) -> int:
     import functools
 
@@ -299,6 +334,23 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--force", action="store_true", help="replace an existing file")
     init.add_argument("--check", metavar="PATH", help="validate a space file instead of writing")
     init.set_defaults(func=cmd_init)
+
+    sug = sub.add_parser(
+        "suggest",
+        help="fit the model to the ledger and append the next runs to train (pending)",
+        description="Example: recipes-jax suggest --space space.toml --ledger runs.csv -n 4",
+    )
+    sug.add_argument("--space", default="space.toml", help="the space file (default space.toml)")
+    sug.add_argument("--ledger", required=True, help="the ledger CSV (created if absent)")
+    sug.add_argument("-n", type=int, default=1, help="how many runs to propose (default 1)")
+    sug.add_argument("--seed", type=int, default=0)
+    sug.add_argument(
+        "--preset",
+        choices=("default", "standard", "quick"),
+        default="default",
+        help="search effort: mfms_bo's defaults, the speedup benchmark's, or a quick one",
+    )
+    sug.set_defaults(func=cmd_suggest)
 
     rec = sub.add_parser(
         "record",

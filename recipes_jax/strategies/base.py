@@ -79,6 +79,10 @@ class Strategy(NamedTuple):
         empty when the strategy uses only final values). A campaign reports the curve at
         ``checkpoints`` below a run's steps plus its final value.
       default_num_asks: ``budget -> int``, how many asks a campaign with this budget needs.
+      observe: ``(state, proposal, value) -> state`` folds in a finished run that was not
+        asked through this state (e.g. from a ledger); it counts as asked. None where a
+        strategy cannot (random search, Hyperband).
+      hold: ``(state, proposal) -> state`` folds in such a run that is still pending.
     """
 
     init: Callable[[jax.Array], Any]
@@ -89,6 +93,8 @@ class Strategy(NamedTuple):
     name: str
     checkpoints: tuple[int, ...] = ()
     default_num_asks: Callable[[float], int] = lambda budget: 100
+    observe: Callable[[Any, Proposal, Any], Any] | None = None
+    hold: Callable[[Any, Proposal], Any] | None = None
 
 
 def make_proposal(space: Space, mixture, scale, steps, index, score=jnp.nan) -> Proposal:

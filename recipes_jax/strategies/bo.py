@@ -350,6 +350,11 @@ def bayes_opt(
             jnp.asarray(fid_steps)[i % len(fid_steps)],
         )
         proposal = make_proposal(space, w, scales, steps, state.num_asked, value)
+        return proposal, enter_pending(state._replace(params=params), proposal, believed)
+
+    def enter_pending(state: BOState, proposal: Proposal, believed) -> BOState:
+        """Count ``proposal`` as asked (index ``state.num_asked``) and hold it pending."""
+        w = proposal.mixture
         x = space.encode(w, proposal.scale, proposal.steps).astype(w.dtype)
         # a design run has no believed value yet: hold it at the current mean of the data
         believed = jnp.where(jnp.isfinite(believed), believed, gp.standardization(state.obs)[0])
@@ -360,18 +365,29 @@ def bayes_opt(
         pending = PendingRuns(
             put(state.pending.x, x),
             put(state.pending.y, believed),
-            put(state.pending.index, proposal.index),
+            put(state.pending.index, state.num_asked),
             put(state.pending.active, True),
         )
         spent = state.spent + proposal.cost
-        state = state._replace(
-            params=params,
+        return state._replace(
             pending=pending,
             num_asked=state.num_asked + 1,
             spent=spent,
             initial_spent=jnp.where(state.num_asked + 1 == num_initial, spent, state.initial_spent),
         )
-        return proposal, state
+
+    def hold(state: BOState, proposal: Proposal) -> BOState:
+        """Fold in a run proposed elsewhere and not finished (a ledger's pending run): it
+        counts as asked and is held at the data's mean until told (kriging believer)."""
+        proposal = proposal._replace(index=state.num_asked)
+        return enter_pending(state, proposal, jnp.asarray(jnp.nan, state.obs.y.dtype))
+
+    def observe(state: BOState, proposal: Proposal, value) -> BOState:
+        """Fold in a finished run that was not asked through this state (a ledger's run): it
+        counts as asked, then is told ``value`` (non-finite values are kept out of the GP)."""
+        index = state.num_asked
+        state = hold(state, proposal)
+        return tell(state, proposal._replace(index=index), value)
 
     def recommendation(params, obs, num_told):
         dtype = obs.y.dtype
@@ -427,6 +443,8 @@ def bayes_opt(
         name,
         checkpoints=checkpoints,
         default_num_asks=lambda budget: num_asks,
+        observe=observe,
+        hold=hold,
     )
 
 

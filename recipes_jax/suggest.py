@@ -1,0 +1,114 @@
+"""Suggest the next runs of a real campaign from its ledger.
+
+:func:`suggest` folds every ledger run into a fresh mfms_bo state (finished runs are told,
+with their learning curves; failed and diverged ones count as asked but teach the GP nothing;
+pending ones are held at a believed value), then asks ``num`` times: each proposal is held
+pending before the next ask, so a batch spreads out (kriging believer). Returns new pending
+:class:`~recipes_jax.ledger.LedgerRun` rows; ``recipes-jax suggest`` appends them to the
+ledger.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from recipes_jax.ledger import LedgerRun
+from recipes_jax.space import Space
+from recipes_jax.strategies import LearningCurve, Strategy, mfms_bo
+from recipes_jax.strategies.base import make_proposal
+
+__all__ = ["next_ids", "replay", "suggest"]
+
+
+def _report(strategy: Strategy, run: LedgerRun, dtype):
+    """What the run tells the strategy: its learning curve at the checkpoints (NaN where the
+    ledger has no point) plus its final value, or the final value alone."""
+    value = run.value if run.informs_model else math.nan
+    if not strategy.checkpoints:
+        return jnp.asarray(value, dtype)
+    curve = dict(run.curve)
+    steps = [*strategy.checkpoints, run.steps]
+    values = [curve.get(s, math.nan) for s in strategy.checkpoints] + [value]
+    if not run.informs_model:
+        values = [math.nan] * len(values)
+    return LearningCurve(jnp.asarray(steps, jnp.int32), jnp.asarray(values, dtype))
+
+
+def replay(strategy: Strategy, runs: Sequence[LedgerRun], key: jax.Array):
+    """A state of ``strategy`` that has seen ``runs`` in order (see the module docstring)."""
+    if strategy.observe is None or strategy.hold is None:
+        raise ValueError(f"{strategy.name} cannot take runs it did not ask; use mfms_bo")
+    observe, hold = jax.jit(strategy.observe), jax.jit(strategy.hold)
+    state = strategy.init(key)
+    dtype = jnp.result_type(float)
+    for run in runs:
+        proposal = make_proposal(
+            strategy.space, jnp.asarray(run.mixture, dtype), run.scale, run.steps, 0
+        )
+        if run.status == "pending":
+            state = hold(state, proposal)
+        else:
+            state = observe(state, proposal, _report(strategy, run, dtype))
+    return state
+
+
+def next_ids(existing: Sequence[str], num: int, prefix: str = "r") -> list[str]:
+    """``num`` new ids ``r<k>`` after the largest such id in ``existing``, never reused."""
+    taken = set(existing)
+    numbers = [int(i[len(prefix) :]) for i in existing if i[len(prefix) :].isdigit()]
+    k, out = max(numbers, default=0), []
+    while len(out) < num:
+        k += 1
+        if f"{prefix}{k}" not in taken:
+            out.append(f"{prefix}{k}")
+    return out
+
+
+def suggest(
+    space: Space,
+    runs: Sequence[LedgerRun],
+    num: int,
+    key: jax.Array,
+    **options,
+) -> list[LedgerRun]:
+    """The next ``num`` runs to train, as pending ledger rows.
+
+    Args:
+      space: the campaign's space (``space_file.load_space``).
+      runs: the ledger so far (``ledger.read_ledger``), in order.
+      num: how many runs to propose (they are meant to train in parallel).
+      key: PRNG key.
+      options: ``rj.mfms_bo`` options (e.g. the speedup benchmark's presets).
+    Each row's ``score`` is the acquisition value that chose it (log of target-projected EI
+    minus alpha x log cost; NaN for initial-design runs) and ``cost`` its cost in target runs.
+    Float64 is recommended: call it under ``jax.enable_x64(True)``.
+    """
+    if num < 1:
+        raise ValueError(f"ask for at least one run; got {num}")
+    strategy = mfms_bo(space, **options)
+    k_replay, k_ask = jax.random.split(key)
+    state = replay(strategy, runs, k_replay)
+    ask = jax.jit(strategy.ask)
+    out = []
+    for run_id, k in zip(
+        next_ids([r.id for r in runs], num), jax.random.split(k_ask, num), strict=True
+    ):
+        proposal, state = ask(state, k)
+        mixture = np.asarray(proposal.mixture, np.float64)
+        out.append(
+            LedgerRun(
+                id=run_id,
+                status="pending",
+                mixture=tuple(float(w) for w in mixture / mixture.sum()),
+                scale=float(proposal.scale),
+                steps=int(proposal.steps),
+                cost=float(proposal.cost),
+                score=float(proposal.score),
+            )
+        )
+    return out
