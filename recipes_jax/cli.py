@@ -198,8 +198,7 @@ def cmd_suggest(args) -> int:
 
     space = space_file.load_space(args.space)
     runs = ledger.read_ledger(args.ledger, space)
-    options = {} if args.preset == "default" else dict(benchmark.PRESETS[args.preset])
-    options.pop("num_asks", None)
+    options = {} if args.preset == "default" else benchmark.PRESETS[args.preset]
     start = time.perf_counter()
     with jax.enable_x64(True):  # GP fitting in float64, without touching the global flag
         key = jax.random.fold_in(jax.random.key(args.seed), len(runs))

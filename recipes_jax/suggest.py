@@ -28,14 +28,12 @@ __all__ = ["next_ids", "replay", "suggest"]
 def _report(strategy: Strategy, run: LedgerRun, dtype):
     """What the run tells the strategy: its learning curve at the checkpoints (NaN where the
     ledger has no point) plus its final value, or the final value alone."""
-    value = run.value if run.informs_model else math.nan
     if not strategy.checkpoints:
-        return jnp.asarray(value, dtype)
-    curve = dict(run.curve)
+        return jnp.asarray(run.value if run.informs_model else math.nan, dtype)
     steps = [*strategy.checkpoints, run.steps]
-    values = [curve.get(s, math.nan) for s in strategy.checkpoints] + [value]
-    if not run.informs_model:
-        values = [math.nan] * len(values)
+    curve = dict(run.curve) if run.informs_model else {}
+    values = [curve.get(s, math.nan) for s in strategy.checkpoints]
+    values.append(run.value if run.informs_model else math.nan)
     return LearningCurve(jnp.asarray(steps, jnp.int32), jnp.asarray(values, dtype))
 
 

@@ -353,7 +353,8 @@ def bayes_opt(
         return proposal, enter_pending(state._replace(params=params), proposal, believed)
 
     def enter_pending(state: BOState, proposal: Proposal, believed) -> BOState:
-        """Count ``proposal`` as asked (index ``state.num_asked``) and hold it pending."""
+        """Count ``proposal`` as asked and hold it pending under index ``state.num_asked``
+        (``proposal.index`` is not read)."""
         w = proposal.mixture
         x = space.encode(w, proposal.scale, proposal.steps).astype(w.dtype)
         # a design run has no believed value yet: hold it at the current mean of the data
@@ -379,7 +380,6 @@ def bayes_opt(
     def hold(state: BOState, proposal: Proposal) -> BOState:
         """Fold in a run proposed elsewhere and not finished (a ledger's pending run): it
         counts as asked and is held at the data's mean until told (kriging believer)."""
-        proposal = proposal._replace(index=state.num_asked)
         return enter_pending(state, proposal, jnp.asarray(jnp.nan, state.obs.y.dtype))
 
     def observe(state: BOState, proposal: Proposal, value) -> BOState:
