@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -42,10 +42,12 @@ __all__ = [
     "find_optimum",
     "plot_fidelities",
     "plot_regret",
+    "plot_ternary",
     "quantile_curves",
     "regret",
     "regret_at_costs",
     "regret_curves",
+    "simplex_grid",
     "speedup",
     "to_jsonable",
 ]
@@ -811,3 +813,73 @@ def plot_fidelities(
         data["space"] = {"scales": list(space.scales), "target": list(space.target)}
     _write_json(json_path, data)
     return png
+
+
+def simplex_grid(resolution: int) -> np.ndarray:
+    """Every 3-domain mixture with weights in multiples of ``1 / resolution``: float64
+    ``[(resolution + 1) (resolution + 2) / 2, 3]``, for ternary maps."""
+    if resolution < 1:
+        raise ValueError(f"resolution must be >= 1; got {resolution}")
+    i, j = np.meshgrid(np.arange(resolution + 1), np.arange(resolution + 1), indexing="ij")
+    keep = i + j <= resolution
+    a, b = i[keep], j[keep]
+    return np.stack([a, b, resolution - a - b], axis=1) / resolution
+
+
+def _ternary_xy(mixtures: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    # corners: domain 0 bottom left, domain 1 bottom right, domain 2 top
+    w = np.asarray(mixtures, np.float64)
+    return w[:, 1] + 0.5 * w[:, 2], (np.sqrt(3) / 2) * w[:, 2]
+
+
+def plot_ternary(
+    ax,
+    mixtures,
+    values,
+    *,
+    labels: Sequence[str] = ("domain 0", "domain 1", "domain 2"),
+    levels: int | Sequence[float] = 20,
+    cmap: str = "viridis",
+    points=None,
+    star=None,
+    colorbar: bool = True,
+    title: str | None = None,
+):
+    """Draw ``values`` [C] at 3-domain ``mixtures`` [C, 3] as a filled ternary contour map
+    on the matplotlib axes ``ax`` (e.g. over :func:`simplex_grid`).
+
+    Args:
+      labels: the three domain names (corners: 0 bottom left, 1 bottom right, 2 top).
+      levels: number of contour levels, or their values (share them across panels).
+      points: optional [P, 3] mixtures drawn as white dots (e.g. observed runs).
+      star: optional [3] mixture drawn as a red star (e.g. the recommendation).
+      colorbar: add a colorbar beside ``ax``.
+    Returns the contour set. Non-finite values are left blank.
+    """
+    w = np.asarray(mixtures, np.float64)
+    v = np.asarray(values, np.float64)
+    if w.ndim != 2 or w.shape[1] != 3 or v.shape != (w.shape[0],):
+        raise ValueError(f"need mixtures [C, 3] and values [C]; got {w.shape} and {v.shape}")
+    x, y = _ternary_xy(w)
+    ok = np.isfinite(v)
+    contours = ax.tricontourf(x[ok], y[ok], v[ok], levels=levels, cmap=cmap)
+    h = np.sqrt(3) / 2
+    ax.plot([0, 1, 0.5, 0], [0, 0, h, 0], color="black", linewidth=0.8)
+    ax.text(0, -0.04, labels[0], ha="center", va="top", fontsize=8)
+    ax.text(1, -0.04, labels[1], ha="center", va="top", fontsize=8)
+    ax.text(0.5, h + 0.03, labels[2], ha="center", va="bottom", fontsize=8)
+    if points is not None:
+        px, py = _ternary_xy(np.atleast_2d(points))
+        ax.scatter(px, py, s=10, color="white", edgecolors="black", linewidths=0.4, zorder=3)
+    if star is not None:
+        sx, sy = _ternary_xy(np.asarray(star)[None])
+        ax.scatter(sx, sy, s=120, marker="*", color="red", edgecolors="black", zorder=4)
+    ax.set_aspect("equal")
+    ax.set_xlim(-0.08, 1.08)
+    ax.set_ylim(-0.1, h + 0.1)
+    ax.axis("off")
+    if title:
+        ax.set_title(title, fontsize=9)
+    if colorbar:
+        ax.figure.colorbar(contours, ax=ax, shrink=0.8)
+    return contours

@@ -8,6 +8,7 @@ device. Both are jitted and compiled once per (strategy, environment structure, 
 from __future__ import annotations
 
 import functools
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -28,6 +29,10 @@ __all__ = [
     "run_campaign",
     "sweep",
 ]
+
+#: A progress callback: ``progress(done, total)`` with asks started so far (summed over vmap
+#: batches and devices) and the total the campaign or sweep will run.
+Progress = Callable[[int, int], None]
 
 #: An environment: jittable (w [B, K], m [B] millions of parameters, s [B] steps) -> [B].
 Env = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
@@ -53,6 +58,45 @@ class Trace(NamedTuple):
     values: jax.Array
     curves: jax.Array
     active: jax.Array
+
+
+class _ProgressRelay:
+    """Forwards the compiled program's per-ask host callbacks to the caller's ``progress``.
+
+    The callback is compiled into the program once; which function it reaches is set per
+    call, so a new ``progress`` never recompiles anything."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._target: Progress | None = None
+        self._done = self._total = 0
+
+    def __call__(self, t) -> None:
+        with self._lock:
+            if self._target is None:
+                return
+            self._done += 1
+            done, total, target = min(self._done, self._total), self._total, self._target
+        target(done, total)
+
+    def run(self, progress: Progress | None, total: int, fn: Callable[[], Any]) -> Any:
+        """Call ``fn()`` (blocking on its result) with ``progress`` receiving the callbacks."""
+        if progress is None:
+            return fn()
+        with self._lock:
+            self._target, self._done, self._total = progress, 0, total
+        try:
+            progress(0, total)
+            out = jax.block_until_ready(fn())
+            jax.effects_barrier()
+            progress(total, total)
+            return out
+        finally:
+            with self._lock:
+                self._target = None
+
+
+_relay = _ProgressRelay()
 
 
 def _split_env(env) -> tuple[list, Any, tuple]:
@@ -88,7 +132,7 @@ def _evaluate(strategy: Strategy, env: Env, proposal: Proposal, key, noise_sd):
     )
 
 
-def _campaign(strategy, treedef, static, num_asks, dynamic, budget, key, noise_sd):
+def _campaign(strategy, treedef, static, num_asks, with_progress, dynamic, budget, key, noise_sd):
     env = _join_env(dynamic, treedef, static)
     k_init, k_run = jax.random.split(key)
     state = strategy.init(k_init)
@@ -98,6 +142,8 @@ def _campaign(strategy, treedef, static, num_asks, dynamic, budget, key, noise_s
 
     def step(carry, t):
         state, spent, done = carry
+        if with_progress:  # unbatched operand: one host call per ask per vmap batch, not per seed
+            jax.debug.callback(_relay, t)
         k_ask, k_noise = jax.random.split(jax.random.fold_in(k_run, t))
         proposal, asked = strategy.ask(state, k_ask)
         final, curve, report = _evaluate(strategy, env, proposal, k_noise, noise_sd)
@@ -141,8 +187,8 @@ def compiler_options() -> dict | None:
 
 
 @functools.lru_cache(maxsize=64)
-def _run_fn(strategy, treedef, static, num_asks):
-    run = functools.partial(_campaign, strategy, treedef, static, num_asks)
+def _run_fn(strategy, treedef, static, num_asks, with_progress):
+    run = functools.partial(_campaign, strategy, treedef, static, num_asks, with_progress)
     return jax.jit(run, compiler_options=compiler_options())
 
 
@@ -168,6 +214,7 @@ def run_campaign(
     *,
     num_asks: int | None = None,
     noise_sd: float = 0.0,
+    progress: Progress | None = None,
 ) -> Trace:
     """Run ``strategy`` against ``env`` until ``budget`` is spent: one jitted ``lax.scan``.
 
@@ -184,12 +231,17 @@ def run_campaign(
       env: jittable ``(w [B, K], m [B], s [B]) -> [B]``, e.g. a ``Simulator``.
       budget: total cost allowed, in units of one full target run.
       key: PRNG key; the same key gives the same trace, bit for bit, on the same machine.
+      progress: optional ``progress(done, total)`` called on the host as asks start (e.g.
+        :class:`recipes_jax.progress.ProgressBar`); with it the call blocks until done.
+        Reporting compiles a separate program (one host callback per ask) with the same
+        results.
     Returns a :class:`Trace`.
     """
     _check_budget(budget)
     dynamic, treedef, static = _split_env(env)
     n = _num_asks(strategy, budget, num_asks)
-    return _run_fn(strategy, treedef, static, n)(dynamic, budget, key, noise_sd)
+    run = _run_fn(strategy, treedef, static, n, progress is not None)
+    return _relay.run(progress, n, lambda: run(dynamic, budget, key, noise_sd))
 
 
 def _mesh(num_devices: int) -> Mesh:
@@ -197,12 +249,16 @@ def _mesh(num_devices: int) -> Mesh:
 
 
 @functools.lru_cache(maxsize=16)
-def _sweep_fn(strategy, treedef, static, num_asks, num_devices, batch_size, key_impl):
+def _sweep_fn(
+    strategy, treedef, static, num_asks, num_devices, batch_size, key_impl, with_progress
+):
     def local(dynamic, budget, key_data, noise_sd):
         # this device's seeds, batch_size at a time: every seed runs in a vmap of the same
         # width whatever the device count, so results do not depend on how seeds are sharded
         keys = jax.random.wrap_key_data(key_data, impl=key_impl)
-        one = lambda k: _campaign(strategy, treedef, static, num_asks, dynamic, budget, k, noise_sd)
+        one = lambda k: _campaign(
+            strategy, treedef, static, num_asks, with_progress, dynamic, budget, k, noise_sd
+        )
         chunks = keys.reshape(-1, batch_size)
         traces = jax.lax.map(jax.vmap(one), chunks)
         return jax.tree_util.tree_map(
@@ -221,8 +277,11 @@ def _sweep_fn(strategy, treedef, static, num_asks, num_devices, batch_size, key_
     return jax.jit(sharded, compiler_options=compiler_options())
 
 
-def _prepare_sweep(strategy, env, budget, keys, num_asks, noise_sd, devices, batch_size):
-    """(jitted sweep function, its arguments, number of real seeds)."""
+def _prepare_sweep(
+    strategy, env, budget, keys, num_asks, noise_sd, devices, batch_size, with_progress=False
+):
+    """(jitted sweep function, its arguments, number of real seeds, progress callbacks per
+    call)."""
     _check_budget(budget)
     keys = jnp.asarray(keys)
     if keys.ndim != 1 or not jax.dtypes.issubdtype(keys.dtype, jax.dtypes.prng_key):
@@ -260,9 +319,11 @@ def _prepare_sweep(strategy, env, budget, keys, num_asks, noise_sd, devices, bat
             lambda index: host_keys[index],
         )
         dynamic = [None if d is None else np.asarray(d) for d in dynamic]
-    run = _sweep_fn(strategy, treedef, static, n, num_devices, batch, key_impl)
+    run = _sweep_fn(strategy, treedef, static, n, num_devices, batch, key_impl, with_progress)
     args = (dynamic, budget, key_data, noise_sd)
-    return run, args, S
+    local_devices = num_devices // jax.process_count()
+    callbacks = local_devices * (keys.shape[0] // (num_devices * batch)) * n
+    return run, args, S, callbacks
 
 
 def _unpad(traces: Trace, num_seeds: int) -> Trace:
@@ -284,6 +345,7 @@ def sweep(
     noise_sd: float = 0.0,
     devices: int | None = None,
     batch_size: int | None = None,
+    progress: Progress | None = None,
 ) -> Trace:
     """:func:`run_campaign` for many seeds at once: seeds sharded across ``devices`` (default:
     every visible device; with several hosts started under ``jax.distributed``, every global
@@ -304,23 +366,35 @@ def sweep(
     None). Memory: a ``batch_size``-wide vmap of one ask's working set per device, plus the
     traces, which grow linearly in seeds.
 
+    ``progress``: as in :func:`run_campaign`; ``total`` counts asks per vmap batch (one
+    batch of 64 seeds x 100 asks reports 100).
+
     Returns a :class:`Trace` with a leading seed axis [S, ...] on every field.
     """
-    run, args, S = _prepare_sweep(
-        strategy, env, budget, keys, num_asks, noise_sd, devices, batch_size
+    run, args, S, callbacks = _prepare_sweep(
+        strategy, env, budget, keys, num_asks, noise_sd, devices, batch_size, progress is not None
     )
-    return _unpad(run(*args), S)
+    return _unpad(_relay.run(progress, callbacks, lambda: run(*args)), S)
 
 
 class CompiledSweep:
     """A :func:`sweep` compiled ahead of time: call it to run (returns the :class:`Trace`,
     not yet blocked on); :meth:`memory` reports XLA's memory plan for one call."""
 
-    def __init__(self, compiled, args, num_seeds: int):
+    def __init__(self, compiled, args, num_seeds: int, callbacks: int = 0):
         self._compiled, self._args, self._num_seeds = compiled, args, num_seeds
+        self._callbacks = callbacks
 
-    def __call__(self) -> Trace:
-        return _unpad(self._compiled(*self._args), self._num_seeds)
+    def __call__(self, progress: Progress | None = None) -> Trace:
+        """Run the sweep; ``progress`` (only if compiled with ``progress=True``) as in
+        :func:`sweep`."""
+        if progress is not None and not self._callbacks:
+            raise ValueError(
+                "this sweep was compiled without progress reporting: "
+                "compile_sweep(..., progress=True)"
+            )
+        out = _relay.run(progress, self._callbacks, lambda: self._compiled(*self._args))
+        return _unpad(out, self._num_seeds)
 
     def memory(self) -> dict[str, int] | None:
         """Bytes XLA plans per call: ``temp`` (working buffers), ``argument``, ``output``
@@ -346,17 +420,20 @@ def compile_sweep(
     noise_sd: float = 0.0,
     devices: int | None = None,
     batch_size: int | None = None,
+    progress: bool = False,
 ) -> tuple[CompiledSweep, float]:
     """Compile :func:`sweep` ahead of time, for benchmarks that time compilation separately.
 
-    Same arguments as :func:`sweep`. Returns ``(run, compile_seconds)``: ``run()`` executes the
-    compiled sweep and returns its :class:`Trace` (not yet blocked on), identical to
-    ``sweep(...)`` with the same arguments; ``run.memory()`` gives XLA's memory plan.
+    Same arguments as :func:`sweep`, but ``progress`` is a flag: True compiles in the per-ask
+    host callback so that ``run(progress=callback)`` can report. Returns ``(run,
+    compile_seconds)``: ``run()`` executes the compiled sweep and returns its :class:`Trace`
+    (not yet blocked on unless reporting), identical to ``sweep(...)`` with the same
+    arguments; ``run.memory()`` gives XLA's memory plan.
     """
-    fn, args, S = _prepare_sweep(
-        strategy, env, budget, keys, num_asks, noise_sd, devices, batch_size
+    fn, args, S, callbacks = _prepare_sweep(
+        strategy, env, budget, keys, num_asks, noise_sd, devices, batch_size, progress
     )
     start = time.perf_counter()
     compiled = fn.lower(*args).compile()
     seconds = time.perf_counter() - start
-    return CompiledSweep(compiled, args, S), seconds
+    return CompiledSweep(compiled, args, S, callbacks if progress else 0), seconds

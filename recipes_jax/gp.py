@@ -285,6 +285,7 @@ class Observations(NamedTuple):
 
     @property
     def capacity(self) -> int:
+        """Number of rows N, valid or padding (static)."""
         return self.x.shape[0]
 
     @property
@@ -500,6 +501,7 @@ class GP:
 
     @property
     def dim(self) -> int:
+        """Width of an encoded decision: K mixture weights plus scale and steps (K + 2)."""
         return self.num_domains + 2
 
     def _num_mean_coefficients(self) -> int:

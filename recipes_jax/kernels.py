@@ -75,6 +75,7 @@ class Matern52(tinygp.kernels.Kernel):
     """
 
     def evaluate(self, X1, X2):
+        """Kernel value (scalar) between single points X1 [D] and X2 [D]."""
         return matern52_of_sq_dist(jnp.sum(jnp.square(X1 - X2)))
 
     @staticmethod
@@ -103,6 +104,7 @@ class Coregionalization(tinygp.kernels.Kernel):
     B: jax.Array
 
     def evaluate(self, X1, X2):
+        """``B[X1, X2]`` (scalar) for integer group indices X1, X2 (scalars)."""
         return self.B[X1, X2]
 
 
@@ -192,12 +194,15 @@ class ARDStationary(tinygp.kernels.Kernel):
     representation: str = eqx.field(static=True, default="raw")
 
     def features(self, X: jax.Array) -> jax.Array:
+        """Scaled features [..., F] of encoded decisions X [..., K + 2]: this kernel's columns,
+        in its mixture representation, divided by the lengthscales."""
         x = X[..., jnp.asarray(self.columns)]
         if self.representation != "none":
             x = mixture_features(x, self.representation, self.power)
         return x / self.lengthscale
 
     def evaluate(self, X1, X2):
+        """Kernel value (scalar) between single encoded decisions X1 [K + 2] and X2 [K + 2]."""
         d2 = jnp.sum(jnp.square(self.features(X1) - self.features(X2)))
         return _PROFILES[self.profile](d2)
 
@@ -206,6 +211,7 @@ class ARDStationary(tinygp.kernels.Kernel):
         return _PROFILES[self.profile](_sq_dist(self.features(X1), self.features(X2)))
 
     def diag(self, X: jax.Array) -> jax.Array:
+        """Diagonal [N] of the Gram matrix at X [N, K + 2]: all ones (unit variance)."""
         return jnp.ones(X.shape[:1], X.dtype)
 
 
@@ -231,12 +237,15 @@ class ExponentialDecay(tinygp.kernels.Kernel):
         return jnp.maximum(X[..., self.column], 0.0)
 
     def evaluate(self, X1, X2):
+        """Kernel value (scalar) between single encoded decisions X1 [D] and X2 [D]."""
         return self._of_sum(self._times(X1) + self._times(X2))
 
     def gram(self, X1, X2):
+        """[N1, N2] Gram matrix of X1 [N1, D] and X2 [N2, D], by broadcasting."""
         return self._of_sum(self._times(X1)[:, None] + self._times(X2)[None, :])
 
     def diag(self, X):
+        """Diagonal [N] of the Gram matrix at X [N, D]."""
         return self._of_sum(2.0 * self._times(X))
 
 
@@ -268,16 +277,19 @@ class LinearTruncatedFidelity(tinygp.kernels.Kernel):
         return bias
 
     def evaluate(self, X1, X2):
+        """Kernel value (scalar) between single encoded decisions X1 [D] and X2 [D]."""
         cols = jnp.asarray(self.fidelity_columns)
         bias = self._bias(X1[cols], X2[cols])
         return self.unbiased.evaluate(X1, X2) + bias * self.biased.evaluate(X1, X2)
 
     def gram(self, X1, X2):
+        """[N1, N2] Gram matrix of X1 [N1, D] and X2 [N2, D], via the parts' fast paths."""
         cols = jnp.asarray(self.fidelity_columns)
         bias = self._bias(X1[:, None, cols], X2[None, :, cols])
         return gram(self.unbiased, X1, X2) + bias * gram(self.biased, X1, X2)
 
     def diag(self, X):
+        """Diagonal [N] of the Gram matrix at X [N, D]."""
         cols = jnp.asarray(self.fidelity_columns)
         bias = self._bias(X[:, cols], X[:, cols])
         return diag(self.unbiased, X) + bias * diag(self.biased, X)
@@ -433,12 +445,15 @@ class KernelFamily:
     """
 
     def init(self, num_domains: int) -> dict:
+        """Default unconstrained hyperparameters (a dict of float arrays) for K domains."""
         raise NotImplementedError
 
     def build(self, params: dict, num_domains: int) -> tinygp.kernels.Kernel:
+        """The tinygp kernel over encoded decisions [N, K + 2] for hyperparameters ``params``."""
         raise NotImplementedError
 
     def log_prior(self, params: dict, num_domains: int) -> jax.Array:
+        """Log prior density (scalar, up to a constant) of the hyperparameters ``params``."""
         raise NotImplementedError
 
     def __mul__(self, other: KernelFamily) -> KernelFamily:

@@ -43,6 +43,7 @@ __all__ = [
     "parse_curve",
     "read_ledger",
     "record",
+    "runs_from_table",
     "write_ledger",
 ]
 
@@ -142,6 +143,44 @@ def _check_run(run: LedgerRun, space: Space, where: str) -> LedgerRun:
     if late:
         raise ValueError(f"{where}: curve steps {late} lie beyond the run's {run.steps} steps")
     return replace(run, cost=float(space.cost(run.scale, run.steps)))
+
+
+def runs_from_table(table, space: Space, metric: str | int) -> list[LedgerRun]:
+    """Ledger rows for the runs of a :class:`~recipes_jax.RunTable`, to start a campaign
+    from runs already trained.
+
+    Each run becomes a ``done`` row at its last step with a value of ``metric``, with its
+    learning curve at the earlier such steps; a run with no value of ``metric`` becomes a
+    ``failed`` row that says so (kept, not modeled). Mixtures are reordered to the space's
+    domains; every scale and step must be on the space's grids (e.g. a space from
+    :meth:`Space.from_run_table`). Ids are the table's run ids.
+    """
+    if set(table.domains) != set(space.domains):
+        raise ValueError(
+            f"the table's domains {list(table.domains)} differ from the space's "
+            f"{list(space.domains)}; build the space with Space.from_run_table(table)"
+        )
+    order = [table.domains.index(d) for d in space.domains]
+    values, mask = table.curve(metric)
+    name = table.metrics[table.metric_index(metric)]
+    runs = []
+    for i, run_id in enumerate(table.run_ids):
+        seen = np.flatnonzero(mask[i])
+        mixture = tuple(float(w) for w in table.mixtures[i, order])
+        scale = float(table.scales[i])
+        if len(seen) == 0:
+            run = LedgerRun(
+                run_id, "failed", mixture, scale, int(table.steps[-1]),
+                note=f"no value of {name} in the run table",
+            )  # fmt: skip
+        else:
+            points = [(int(table.steps[j]), float(values[i, j])) for j in seen]
+            run = LedgerRun(
+                run_id, "done", mixture, scale, points[-1][0], points[-1][1],
+                curve=tuple(points[:-1]), note="from a run table",
+            )  # fmt: skip
+        runs.append(_check_run(run, space, f"run {run_id!r}"))
+    return runs
 
 
 def read_ledger(path: str | os.PathLike, space: Space) -> list[LedgerRun]:

@@ -8,6 +8,7 @@ fidelity, so ``space.cost(*space.target) == 1``.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -58,8 +59,13 @@ PAPER_TOKENS_PER_STEP = 512 * 1024
 
 
 def higher_is_better(metric: str) -> bool:
-    """Whether a metric name denotes an accuracy (maximized) rather than a loss."""
-    return "downstream" in metric or metric.endswith("_acc") or metric.endswith("accuracy")
+    """Whether a metric name denotes an accuracy (maximized) rather than a loss: names with
+    "downstream" (the paper's), or ending in acc / accuracy / acc_norm after a separator
+    ("hellaswag/acc", "arc_easy_accuracy")."""
+    name = metric.lower()
+    return "downstream" in name or bool(
+        re.search(r"(^|[/_.\- ])(acc|accuracy)([_.\-]norm)?$", name)
+    )
 
 
 def closest_names(name: str, choices: Sequence[str], n: int = 3) -> str:
@@ -261,8 +267,40 @@ class Space:
             metric=metric,
         )
 
+    @classmethod
+    def from_run_table(
+        cls,
+        table,
+        *,
+        target: tuple[float | str, int] | None = None,
+        metric: str | None = None,
+        **options,
+    ) -> Space:
+        """The space a :class:`~recipes_jax.RunTable`'s runs live in: its domains, its
+        scales and its step grid; ``target`` defaults to (largest scale, last step).
+
+        ``metric`` sets the direction (accuracies are maximized); ``options`` go to
+        :class:`Space` (e.g. ``tokens_per_step`` or ``gflops_per_step`` for the cost of
+        scales outside the paper's table).
+        """
+        scales = [float(m) for m in table.unique_scales]
+        steps = [int(s) for s in table.steps]
+        if target is None:
+            target = (scales[-1], steps[-1])
+        if metric is not None:
+            options.setdefault("maximize", higher_is_better(metric))
+        return cls(
+            domains=tuple(table.domains),
+            scales=tuple(scales),
+            steps=tuple(steps),
+            target=target,
+            metric=metric,
+            **options,
+        )
+
     @property
     def num_domains(self) -> int:
+        """Number of mixture domains K."""
         return len(self.domains)
 
     @property

@@ -3,6 +3,7 @@ the acceptance check that MFMS-BO beats random search on the built-in world."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -15,7 +16,8 @@ import numpy as np
 import pytest
 
 import recipes_jax as rj
-from recipes_jax import analysis
+from recipes_jax import analysis, campaign
+from recipes_jax.progress import ProgressBar
 from tests.conftest import small_design
 from tests.test_strategies import LEAN, METRIC, all_strategies, check_proposal, shared
 
@@ -114,6 +116,29 @@ def test_budget_masking_and_noise(world, truth):
         rj.run_campaign(strategy, truth, 0.0, jax.random.key(0))
     with pytest.raises(ValueError, match="PRNG keys"):
         rj.sweep(strategy, truth, 1.0, jnp.zeros((4, 2), jnp.uint32))
+
+
+def test_progress_reports_every_ask_and_leaves_results_unchanged(world, truth):
+    strategy = rj.random_search(world.space)
+    calls = []
+    trace = rj.run_campaign(
+        strategy, truth, 3.0, jax.random.key(0), progress=lambda d, n: calls.append((d, n))
+    )
+    assert calls == [(0, 3), (1, 3), (2, 3), (3, 3), (3, 3)]
+    plain = rj.run_campaign(strategy, truth, 3.0, jax.random.key(0))
+    np.testing.assert_array_equal(trace.recommendation, plain.recommendation)
+    keys = jax.random.split(jax.random.key(1), 5)
+    stream = io.StringIO()
+    bar = ProgressBar("rs", stream=stream)
+    swept = rj.sweep(strategy, truth, 3.0, keys, batch_size=2, progress=bar)
+    assert (bar.done, bar.total) == (9, 9)  # 3 vmap batches of 2 seeds x 3 asks
+    lines = stream.getvalue().splitlines()
+    assert lines[-1].startswith("rs [" + "#" * 30 + "] 9/9 asks") and len(lines) == 5
+    plain = rj.sweep(strategy, truth, 3.0, keys, batch_size=2)
+    np.testing.assert_array_equal(swept.recommendation, plain.recommendation)
+    run, _ = campaign.compile_sweep(strategy, truth, 3.0, keys, batch_size=2)
+    with pytest.raises(ValueError, match="progress=True"):
+        run(progress=bar)
 
 
 def test_a_simulator_is_an_environment(world):

@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 
 from recipes_jax.cli import main
@@ -27,7 +29,17 @@ def test_summary_simulate_and_convert(tmp_path, default_world, capsys):
     assert "pickle files can run arbitrary code" in capsys.readouterr().err
 
 
-def test_demo_runs(capsys):
-    assert main(["demo", "--batch", "2000", "--repeats", "2"]) == 0
-    out = capsys.readouterr().out
-    assert "queries/s" in out and "Built the simulator" in out
+def test_demo_runs_both_methods_and_writes_table_plot_and_json(tmp_path, capsys):
+    out_dir = tmp_path / "demo"
+    args = ["demo", "--seeds", "2", "--budget", "1", "--asks", "4", "--out", str(out_dir)]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert "mfms_bo" in captured.out and "random_search" in captured.out
+    assert "speedup of mfms_bo over" in captured.out and "regret@1" in captured.out
+    assert "4/4 asks" in captured.err and "1/1 asks" in captured.err  # progress bars
+    report = json.loads((out_dir / "demo.json").read_text())
+    assert [m["method"] for m in report["methods"]] == ["mfms_bo", "random_search"]
+    assert report["methods"][0]["seeds"] == 2 and report["plot"] == "regret_vs_cost.png"
+    assert (out_dir / "regret_vs_cost.png").stat().st_size > 1000
+    assert main(["demo", "--seeds", "0"]) == 2
+    assert "--seeds" in capsys.readouterr().err

@@ -122,3 +122,34 @@ def test_record_command_from_the_shell(tmp_path, capsys):
     assert "pass --force" in capsys.readouterr().err
     assert main([*base, "--id", "r0", "--curve", "500=x"]) == 2
     assert "curve point '500=x'" in capsys.readouterr().err
+
+
+def test_runs_from_a_run_table_start_a_ledger(tmp_path):
+    import numpy as np
+
+    import recipes_jax as rj
+
+    values = np.array([[[3.0], [2.5], [np.nan]], [[np.nan], [np.nan], [np.nan]]])
+    table = rj.RunTable(
+        mixtures=[[0.5, 0.5, 0.0], [0.2, 0.3, 0.5]],
+        scales=[20.0, 60.0],
+        steps=[100, 200, 300],
+        values=values,
+        mask=None,
+        domains=["a", "b", "c"],
+        metrics=["loss"],
+        run_ids=["x", "y"],
+    )
+    space = rj.Space(domains=("c", "a", "b"), scales=(20, 60), steps=(100, 200, 300),
+                     target=(60, 300))  # fmt: skip
+    x, y = ledger.runs_from_table(table, space, "loss")
+    assert (x.id, x.status, x.steps, x.value, x.curve) == ("x", "done", 200, 2.5, ((100, 3.0),))
+    assert x.mixture == (0.0, 0.5, 0.5) and x.cost == float(space.cost(20.0, 200))
+    assert y.status == "failed" and "no value of loss" in y.note and not y.informs_model
+    path = tmp_path / "runs.csv"
+    ledger.write_ledger(path, space, [x, y])
+    assert ledger.read_ledger(path, space) == [x, y]
+    with pytest.raises(ValueError, match="from_run_table"):
+        ledger.runs_from_table(table, SPACE, "loss")
+    with pytest.raises(KeyError, match="did you mean"):
+        ledger.runs_from_table(table, space, "los")

@@ -153,3 +153,54 @@ def test_select_runs_and_summary():
     sub = t.select_runs(np.array([True, False, True, False]))
     assert sub.run_ids == ("a", "c")
     assert "20M: 2 runs" in t.summary()
+
+
+def test_long_csv_round_trip_is_exact(tmp_path):
+    values = np.random.default_rng(2).normal(size=(4, 3, 2))
+    values[1, 2, :] = np.nan  # cut short
+    values[2, 0, 1] = np.nan  # one metric missing at one step
+    t = make_table(values=values, run_ids=["a", "b", "c", "d"])
+    path = tmp_path / "runs.csv"
+    t.to_long_csv(path)
+    back = rj.RunTable.from_long_csv(
+        path,
+        run_column="run",
+        scale_column="scale",
+        step_column="step",
+        mixture_columns=t.domains,
+        metric_columns=t.metrics,
+    )
+    assert back.equals(t)
+    assert path.read_text().splitlines()[0] == "run,scale,step,d0,d1,d2,m0,m1"
+    with pytest.raises(ValueError, match="would repeat"):
+        make_table(domains=["m0", "d1", "d2"]).to_long_csv(tmp_path / "x.csv")
+
+
+def test_concatenate_pools_runs_over_steps_metrics_and_domain_order():
+    a = make_table(R=2, S=2, M=1, seed=0, run_ids=["1", "2"])
+    b_values = np.random.default_rng(3).normal(size=(2, 2, 2))
+    b = make_table(
+        R=2, S=2, M=2, seed=1, run_ids=["1", "2"], steps=[200, 400], values=b_values,
+        domains=["d2", "d0", "d1"], metrics=["m1", "m0"],
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="prefixes"):
+        rj.RunTable.concatenate([a, b])
+    both = rj.RunTable.concatenate([a, b], prefixes=["a/", "b/"])
+    assert both.run_ids == ("a/1", "a/2", "b/1", "b/2")
+    assert both.metrics == ("m0", "m1") and both.domains == a.domains
+    np.testing.assert_array_equal(both.steps, [100, 200, 400])
+    np.testing.assert_allclose(both.mixtures[2], b.mixtures[0][[1, 2, 0]])
+    np.testing.assert_allclose(both.values[:2, :2, 0], a.values[:, :, 0])
+    assert not both.mask[:2, :, 1].any() and not both.mask[:2, 2].any()  # a lacks m1 and 400
+    np.testing.assert_allclose(both.values[2:, 1:, 0], b_values[:, :, 1])  # b's m0 at 200, 400
+    assert not both.mask[2:, 0].any()  # b lacks step 100
+    with pytest.raises(ValueError, match="domains"):
+        rj.RunTable.concatenate([a, make_table(R=2, K=4)])
+
+
+def test_space_from_run_table_takes_its_domains_scales_and_steps():
+    t = make_table(metrics=["loss", "hellaswag/acc"])
+    space = rj.Space.from_run_table(t, metric="hellaswag/acc")
+    assert space.domains == t.domains and space.scales == (20.0, 60.0)
+    assert space.steps == (100, 200, 300) and space.target == (60.0, 300) and space.maximize
+    assert rj.Space.from_run_table(t, target=(20, 200)).target == (20.0, 200)

@@ -181,6 +181,30 @@ def test_learning_curve_adds_one_observation_per_checkpoint_reached(world):
             strategy.tell(state, p, jnp.asarray([1.0, 2.0]))
 
 
+def test_landscape_scores_a_proposal_as_ask_did(world, truth):
+    space = world.space
+    with jax.enable_x64(True):
+        strategy = shared(space, "mfms_bo")
+        ask, tell = jitted(strategy)
+        landscape = jax.jit(strategy.landscape)
+        state = strategy.init(jax.random.key(0))
+        for i in range(5):
+            p, state = ask(state, jax.random.key(i))
+            state = tell(state, p, evaluate(truth, p))
+        # no pending runs: the mean at the recommendation is the recommended value
+        land = landscape(state, state.recommendation[None])
+        np.testing.assert_allclose(land.mean[0], state.recommended_value, rtol=1e-9)
+        assert land.std[0] > 0 and land.acquisition.shape == (21, 1)
+        # with the parameters ask fitted, the landscape gives the score that chose the run
+        p, asked = ask(state, jax.random.key(9))
+        land = landscape(state._replace(params=asked.params), p.mixture[None])
+        f = np.flatnonzero((land.scales == p.scale) & (land.steps == p.steps))
+        assert f.shape == (1,)
+        np.testing.assert_allclose(land.acquisition[f[0], 0], p.score, rtol=1e-6)
+        np.testing.assert_allclose(land.cost[f[0]], p.cost, rtol=1e-9)
+    assert rj.random_search(space).landscape is None
+
+
 def test_non_finite_values_are_not_learned_from(world):
     with jax.enable_x64(True):
         strategy = shared(world.space, "mfms_bo")

@@ -6,6 +6,8 @@ and for CSV files live in :mod:`recipes_jax.simulator.loaders`.
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import warnings
 from collections.abc import Sequence
@@ -143,18 +145,22 @@ class RunTable:
     # ------------------------------------------------------------------ sizes and lookups
     @property
     def num_runs(self) -> int:
+        """Number of runs R."""
         return self.values.shape[0]
 
     @property
     def num_steps(self) -> int:
+        """Length S of the shared step grid."""
         return self.values.shape[1]
 
     @property
     def num_metrics(self) -> int:
+        """Number of metrics M."""
         return self.values.shape[2]
 
     @property
     def num_domains(self) -> int:
+        """Number of mixture domains K."""
         return len(self.domains)
 
     @property
@@ -229,6 +235,64 @@ class RunTable:
             run_ids=tuple(self.run_ids[i] for i in idx),
         )
 
+    @classmethod
+    def concatenate(
+        cls, tables: Sequence[RunTable], *, prefixes: Sequence[str] | None = None
+    ) -> RunTable:
+        """One table holding the runs of every table in ``tables``, in order.
+
+        The tables must share their domains (in any order: mixtures are reordered to the
+        first table's). Step grids are merged (a run is unobserved at steps its table lacks)
+        and metrics are the union in order of appearance (unobserved where a table lacks
+        one). Run ids must stay unique: pass ``prefixes`` (one per table, e.g. ``("1m/",
+        "60m/")``) when the same id names runs in several tables.
+        """
+        tables = list(tables)
+        if not tables:
+            raise ValueError("concatenate needs at least one run table")
+        if prefixes is not None and len(prefixes) != len(tables):
+            raise ValueError(f"{len(prefixes)} prefixes for {len(tables)} tables; give one each")
+        domains = tables[0].domains
+        for i, t in enumerate(tables[1:], 1):
+            if set(t.domains) != set(domains):
+                raise ValueError(
+                    f"table {i} has domains {sorted(set(t.domains) ^ set(domains))} that table "
+                    "0 lacks or vice versa; runs can only be pooled over the same domains"
+                )
+        metrics = tuple(dict.fromkeys(m for t in tables for m in t.metrics))
+        steps = np.unique(np.concatenate([t.steps for t in tables]))
+        R, S, M = sum(t.num_runs for t in tables), len(steps), len(metrics)
+        values = np.full((R, S, M), np.nan)
+        mask = np.zeros((R, S, M), bool)
+        mixtures, scales, run_ids, row = [], [], [], 0
+        for i, t in enumerate(tables):
+            order = [t.domains.index(d) for d in domains]
+            mixtures.append(t.mixtures[:, order])
+            scales.append(t.scales)
+            prefix = "" if prefixes is None else prefixes[i]
+            run_ids.extend(prefix + r for r in t.run_ids)
+            rows = slice(row, row + t.num_runs)
+            cols = np.searchsorted(steps, t.steps)
+            for j, m in enumerate(t.metrics):
+                values[rows, cols, metrics.index(m)] = t.values[:, :, j]
+                mask[rows, cols, metrics.index(m)] = t.mask[:, :, j]
+            row += t.num_runs
+        if len(set(run_ids)) != len(run_ids):
+            raise ValueError(
+                "the tables share run ids; pass prefixes=(...) with one prefix per table to "
+                "keep them apart"
+            )
+        return cls(
+            mixtures=np.concatenate(mixtures),
+            scales=np.concatenate(scales),
+            steps=steps,
+            values=values,
+            mask=mask,
+            domains=domains,
+            metrics=metrics,
+            run_ids=tuple(run_ids),
+        )
+
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike) -> None:
         """Write the table to ``path`` as ``.npz`` (no pickle), atomically.
@@ -240,6 +304,35 @@ class RunTable:
         arrays.update({n: np.asarray(getattr(self, n), dtype=np.str_) for n in _NAMES})
         arrays["format"] = np.asarray(_FORMAT)
         atomic_write(path, lambda f: np.savez(f, **arrays), prefix=".runtable-")
+
+    def to_long_csv(self, path: str | os.PathLike) -> None:
+        """Write the table as a long CSV, atomically: one row per (run, step) with any value,
+        columns ``run, scale, step``, one per domain (weights), one per metric (empty where
+        not observed). Read it back with::
+
+            RunTable.from_long_csv(path, run_column="run", scale_column="scale",
+                                   step_column="step", mixture_columns=table.domains,
+                                   metric_columns=table.metrics)
+        """
+        header = ["run", "scale", "step", *self.domains, *self.metrics]
+        clash = sorted({h for h in header if header.count(h) > 1})
+        if clash:
+            raise ValueError(
+                f"column names {clash} would repeat in the CSV (a domain named like a metric or "
+                "like run/scale/step); rename them first"
+            )
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(header)
+        for i, run in enumerate(self.run_ids):
+            weights = [repr(float(w)) for w in self.mixtures[i]]
+            for j in np.flatnonzero(self.mask[i].any(axis=1)):
+                cells = [repr(float(v)) if ok else "" for v, ok in
+                         zip(self.values[i, j], self.mask[i, j], strict=True)]  # fmt: skip
+                writer.writerow([run, repr(float(self.scales[i])), int(self.steps[j]), *weights,
+                                 *cells])  # fmt: skip
+        text = out.getvalue().encode()
+        atomic_write(path, lambda f: f.write(text), prefix=".runtable-")
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> RunTable:

@@ -79,32 +79,39 @@ class Simulator:
 
     # -- pytree protocol: arrays are children, names and options are static
     def tree_flatten(self):
+        """Pytree children (the interpolant's arrays) and static data (names, options)."""
         return (self._params,), self._static
 
     @classmethod
     def tree_unflatten(cls, static, children):
+        """Rebuild a Simulator from :meth:`tree_flatten`'s output (``info`` is not kept)."""
         sim = object.__new__(cls)
         sim._params, sim._static, sim.info = children[0], static, None
         return sim
 
     @property
     def params(self) -> InterpolantParams:
+        """The fitted interpolant's arrays (see :class:`InterpolantParams`)."""
         return self._params
 
     @property
     def metric(self) -> str:
+        """Name of the simulated metric."""
         return self._static[0]
 
     @property
     def domains(self) -> tuple[str, ...]:
+        """Names of the K mixture domains, in the order of a mixture's weights."""
         return self._static[1]
 
     @property
     def clamp(self) -> bool:
+        """Whether out-of-range queries are clamped onto the table's scales and steps."""
         return self._static[2]
 
     @property
     def noise_sd(self) -> float:
+        """Standard deviation of the observation noise added to answers (metric units; 0: off)."""
         return self._static[3]
 
     @property

@@ -138,6 +138,7 @@ class World:
     info: dict = field(default_factory=dict, repr=False)
 
     def metric_index(self, metric: str | int) -> int:
+        """Position of ``metric`` (a name or an index); a ``KeyError`` suggests close names."""
         if isinstance(metric, int):
             return metric
         if metric not in self.metrics:
@@ -152,6 +153,7 @@ class World:
         return self.truth_fn(self.metric_index(metric))
 
     def maximize(self, metric: str | int) -> bool:
+        """Whether ``metric`` is maximized (an accuracy) rather than minimized (a loss)."""
         return higher_is_better(self.metrics[self.metric_index(metric)])
 
     def run_table(

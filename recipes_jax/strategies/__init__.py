@@ -8,11 +8,18 @@ from recipes_jax.strategies.base import (
     load_state,
     save_state,
 )
-from recipes_jax.strategies.bo import bayes_opt, mf_bo_steps, mfms_bo, single_fidelity_bo
+from recipes_jax.strategies.bo import (
+    Landscape,
+    bayes_opt,
+    mf_bo_steps,
+    mfms_bo,
+    single_fidelity_bo,
+)
 from recipes_jax.strategies.hyperband import hyperband
 from recipes_jax.strategies.random_search import random_search
 
 __all__ = [
+    "Landscape",
     "LearningCurve",
     "Proposal",
     "Strategy",

@@ -83,6 +83,9 @@ class Strategy(NamedTuple):
         asked through this state (e.g. from a ledger); it counts as asked. None where a
         strategy cannot (random search, Hyperband).
       hold: ``(state, proposal) -> state`` folds in such a run that is still pending.
+      landscape: ``(state, mixtures [C, K]) -> Landscape``: the model's mean and standard
+        deviation at the target and the acquisition per fidelity over those mixtures (GP
+        strategies; None elsewhere). For plots and for checking a proposal by eye.
     """
 
     init: Callable[[jax.Array], Any]
@@ -95,6 +98,7 @@ class Strategy(NamedTuple):
     default_num_asks: Callable[[float], int] = lambda budget: 100
     observe: Callable[[Any, Proposal, Any], Any] | None = None
     hold: Callable[[Any, Proposal], Any] | None = None
+    landscape: Callable[[Any, jax.Array], Any] | None = None
 
 
 def make_proposal(space: Space, mixture, scale, steps, index, score=jnp.nan) -> Proposal:
@@ -154,6 +158,7 @@ class BestObserved(NamedTuple):
 
     @staticmethod
     def empty(num_domains: int, dtype) -> BestObserved:
+        """The state before any observation: uniform mixture, value +inf, scale 0, steps 0."""
         return BestObserved(
             jnp.full((num_domains,), 1.0 / num_domains, dtype),
             jnp.asarray(jnp.inf, dtype),

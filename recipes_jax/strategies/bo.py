@@ -95,6 +95,25 @@ class BOState(NamedTuple):
     recommended_value: jax.Array
 
 
+class Landscape(NamedTuple):
+    """What a GP strategy's current model says about mixtures ``W`` [C, K] (metric units).
+
+    mean, std: [C] posterior mean and standard deviation of the metric at the target
+      fidelity (observation noise excluded);
+    acquisition: [F, C] the log acquisition value (per cost^alpha) of running each mixture
+      at each of the strategy's fidelities, as ``ask`` scores it;
+    scales, steps: [F] those fidelities (millions of parameters, steps);
+    cost: [F] their cost in target runs.
+    """
+
+    mean: jax.Array
+    std: jax.Array
+    acquisition: jax.Array
+    scales: jax.Array
+    steps: jax.Array
+    cost: jax.Array
+
+
 def _as_fidelities(space: Space, scales, steps) -> tuple[np.ndarray, np.ndarray]:
     scales = np.atleast_1d(np.asarray(scales, np.float64))
     steps = np.atleast_1d(np.asarray(steps, np.int64))
@@ -295,14 +314,9 @@ def bayes_opt(
 
         return score, score_grid
 
-    def search(state: BOState, key: jax.Array):
-        k_fit, k_search = jax.random.split(key)
-        params, _ = model.fit(
-            state.obs, k_fit, state.params, num_starts=fit_starts, max_steps=fit_steps
-        )
+    def cost_alpha(state: BOState) -> jax.Array:
+        """The exponent of cost the acquisition divides by at this point of the campaign."""
         dtype = state.obs.y.dtype
-        standardization = gp.standardization(state.obs)
-        post = model.condition(params, with_pending(state.obs, state.pending), standardization)
         alpha = jnp.asarray(cost_exponent, dtype)
         if cooling_budget is not None:
             alpha = alpha * acq.cost_cooling_exponent(
@@ -311,7 +325,17 @@ def bayes_opt(
         if cooling_asks is not None:
             done = (state.num_asked - num_initial).astype(dtype)
             alpha = alpha * jnp.clip(1.0 - done / max(cooling_asks - num_initial, 1), 0.0, 1.0)
-        score, score_grid = make_scores(post, state.obs, alpha, dtype)
+        return alpha
+
+    def search(state: BOState, key: jax.Array):
+        k_fit, k_search = jax.random.split(key)
+        params, _ = model.fit(
+            state.obs, k_fit, state.params, num_starts=fit_starts, max_steps=fit_steps
+        )
+        dtype = state.obs.y.dtype
+        standardization = gp.standardization(state.obs)
+        post = model.condition(params, with_pending(state.obs, state.pending), standardization)
+        score, score_grid = make_scores(post, state.obs, cost_alpha(state), dtype)
         result = optimize.maximize(
             score,
             k_search,
@@ -328,6 +352,25 @@ def bayes_opt(
         )
         believed = gp.predict(post, x[None])[0][0]
         return result.mixture, result.fidelity_index, result.value, params, believed
+
+    def landscape(state: BOState, W: jax.Array) -> Landscape:
+        """The current model over mixtures W [C, K] (no refit: the last fit's parameters;
+        pending runs held at their believed values), as :class:`Landscape`."""
+        dtype = state.obs.y.dtype
+        W = jnp.asarray(W, dtype)
+        post = model.condition(
+            state.params, with_pending(state.obs, state.pending), gp.standardization(state.obs)
+        )
+        _, score_grid = make_scores(post, state.obs, cost_alpha(state), dtype)
+        mean, var = gp.predict(post, at_target(W))
+        return Landscape(
+            sign * mean,
+            jnp.sqrt(var),
+            score_grid(W, jnp.asarray(fid_encoded, dtype)),
+            jnp.asarray(fid_scales, dtype),
+            jnp.asarray(fid_steps),
+            jnp.asarray(fid_costs, dtype),
+        )
 
     def design(state: BOState, key: jax.Array):
         dtype = state.obs.y.dtype
@@ -445,6 +488,7 @@ def bayes_opt(
         default_num_asks=lambda budget: num_asks,
         observe=observe,
         hold=hold,
+        landscape=landscape,
     )
 
 
