@@ -18,11 +18,15 @@ After "Data Mixture Optimization: A Multi-fidelity Multi-scale Bayesian Framewor
     strategy = rj.mfms_bo(space)       # also random_search, hyperband, mf_bo_steps, ...
     trace = rj.run_campaign(strategy, sim, budget=30.0, key=key)   # one lax.scan
     traces = rj.sweep(strategy, sim, 30.0, jax.random.split(key, 64))
+
+    # your own training code as the objective (see recipes_jax.objectives)
+    trace = rj.run_loop(strategy, rj.objective(train_and_eval), 8.0, key, batch_size=4)
 """
 
 from recipes_jax import (
     acquisition,
     analysis,
+    data,
     gp,
     kernels,
     ledger,
@@ -31,6 +35,7 @@ from recipes_jax import (
     strategies,
 )
 from recipes_jax.campaign import Trace, run_campaign, sweep
+from recipes_jax.objectives import Objective, objective, run_loop
 from recipes_jax.simulator import worlds
 from recipes_jax.simulator.run_table import RunTable
 from recipes_jax.simulator.simulator import Simulator
@@ -51,6 +56,7 @@ from recipes_jax.strategies import (
 
 __all__ = [
     "LearningCurve",
+    "Objective",
     "Proposal",
     "RunTable",
     "Simulator",
@@ -60,6 +66,7 @@ __all__ = [
     "acquisition",
     "analysis",
     "bayes_opt",
+    "data",
     "gp",
     "hyperband",
     "kernels",
@@ -67,9 +74,11 @@ __all__ = [
     "load_state",
     "mf_bo_steps",
     "mfms_bo",
+    "objective",
     "optimize",
     "random_search",
     "run_campaign",
+    "run_loop",
     "save_state",
     "single_fidelity_bo",
     "space_file",

@@ -116,13 +116,20 @@ def _join_env(dynamic, treedef, static):
 def _evaluate(strategy: Strategy, env: Env, proposal: Proposal, key, noise_sd):
     """Query ``env`` at the proposal's checkpoints and final steps, with optional noise:
     (final value [], curve [C])."""
+    from recipes_jax.objectives import Objective, host_evaluate
+
     checkpoints = jnp.asarray(strategy.checkpoints, jnp.int32)
     steps = jnp.concatenate([checkpoints, proposal.steps[None]])
     B = steps.shape[0]
-    w = jnp.broadcast_to(proposal.mixture, (B, proposal.mixture.shape[0]))
-    m = jnp.broadcast_to(proposal.scale, (B,))
-    y = jnp.asarray(env(w, m, steps.astype(proposal.scale.dtype)))
-    y = y.astype(proposal.mixture.dtype)
+    dtype = proposal.mixture.dtype
+    if isinstance(env, Objective):  # a training function on the host: one run per ask
+        k_train = jax.random.fold_in(key, 1)
+        final, curve = host_evaluate(env, strategy.checkpoints, dtype)(proposal, k_train)
+        y = jnp.concatenate([curve, final[None]])
+    else:
+        w = jnp.broadcast_to(proposal.mixture, (B, proposal.mixture.shape[0]))
+        m = jnp.broadcast_to(proposal.scale, (B,))
+        y = jnp.asarray(env(w, m, steps.astype(proposal.scale.dtype))).astype(dtype)
     y = y + noise_sd * jax.random.normal(key, y.shape, y.dtype)
     reached = jnp.concatenate([checkpoints < proposal.steps, jnp.ones((1,), bool)])
     return (

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +13,26 @@ import pytest
 DATA = Path(
     os.environ.get("RECIPES_JAX_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
 )
+_CACHE_ENV = "JAX_COMPILATION_CACHE_DIR"
+
+
+def pytest_configure(config):
+    """One fresh JAX compilation cache per test run, shared by the xdist workers and the
+    subprocesses and notebook kernels the tests start (they inherit the environment), so a
+    program compiled by two of them is compiled once. It starts empty and is deleted at the
+    end: nothing carries over between runs. An existing setting is left alone."""
+    if hasattr(config, "workerinput") or _CACHE_ENV in os.environ:
+        return
+    config._recipes_jax_cache = tempfile.mkdtemp(prefix="recipes-jax-test-jax-cache-")
+    os.environ[_CACHE_ENV] = config._recipes_jax_cache
+
+
+def pytest_unconfigure(config):
+    """Delete the run's compilation cache (see :func:`pytest_configure`)."""
+    path = getattr(config, "_recipes_jax_cache", None)
+    if path is not None:
+        shutil.rmtree(path, ignore_errors=True)
+        os.environ.pop(_CACHE_ENV, None)
 
 
 def data_file(*parts: str) -> Path:

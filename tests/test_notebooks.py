@@ -12,7 +12,13 @@ NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
 
 @pytest.mark.parametrize(
-    "name", ["quickstart.ipynb", "paper_reproduction.ipynb", "bring_your_own_runs.ipynb"]
+    "name",
+    [
+        "quickstart.ipynb",
+        "paper_reproduction.ipynb",
+        "bring_your_own_runs.ipynb",
+        "train_real_mixture.ipynb",
+    ],
 )
 def test_notebook_runs_without_errors(name, monkeypatch):
     nbformat = pytest.importorskip("nbformat", reason="notebook tests need the dev extra")

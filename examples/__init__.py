@@ -1,0 +1,1 @@
+"""Examples of recipes_jax on real data (not part of the installed package)."""

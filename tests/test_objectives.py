@@ -1,0 +1,121 @@
+"""Training functions as objectives: report(), run_campaign (host callback), sweep (batched
+callback under vmap) and run_loop (Python ask/tell, batches grouped by fidelity)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import recipes_jax as rj
+from recipes_jax.objectives import report
+from tests.test_strategies import shared
+
+
+def _host_truth(truth, checkpoints=(6500, 13_000, 19_500)):
+    """A stand-in training function over the world's law, recording every call."""
+    calls = []
+
+    def train(w, m, s, key):
+        calls.append((float(m), int(s), np.asarray(w).shape))
+        w = jnp.atleast_2d(jnp.asarray(w))
+        points = [c for c in checkpoints if c < s] + [s]
+        y = truth(
+            jnp.repeat(w, len(points), 0), jnp.full(len(points), m), jnp.asarray(points, float)
+        )
+        return dict(zip(points, np.asarray(y).tolist(), strict=True))
+
+    def train_batch(W, m, s, keys):
+        calls.append((float(m), int(s), np.asarray(W).shape))
+        q = W.shape[0]
+        y = truth(jnp.asarray(W), jnp.full(q, m), jnp.full(q, float(s)))
+        return np.asarray(y)
+
+    return train, train_batch, calls
+
+
+def test_report_accepts_numbers_curves_and_vectors():
+    final, curve = report(2.5, 13_000, (6500, 13_000, 19_500))
+    assert final == 2.5 and np.isnan(curve).all()
+    final, curve = report({6500: 3.0, 13_000: 2.6, 999: 1.0}, 13_000, (6500, 13_000, 19_500))
+    assert final == 2.6 and curve[0] == 3.0 and np.isnan(curve[1:]).all()
+    lc = rj.LearningCurve(np.asarray([6500, 13_000]), np.asarray([3.0, 2.6]))
+    assert report(lc, 13_000, (6500,))[0] == 2.6
+    final, curve = report(np.array([3.0, 2.7, 9.0, 2.6]), 13_000, (6500, 13_000, 19_500))
+    assert final == 2.6 and curve[0] == 3.0 and np.isnan(curve[1:]).all()
+    assert np.isnan(report(float("nan"), 100, ())[0])  # a diverged run is reported, not hidden
+    with pytest.raises(ValueError, match="no value at the run's 13000 steps"):
+        report({6500: 3.0}, 13_000, (6500,))
+    with pytest.raises(ValueError, match="shape"):
+        report(np.ones(3), 13_000, (6500,))
+    with pytest.raises(ValueError, match="callable"):
+        rj.objective("train.py")
+
+
+def test_run_campaign_and_sweep_call_the_training_function_on_the_host(world, truth):
+    train, train_batch, calls = _host_truth(truth, checkpoints=())
+    strategy = rj.random_search(world.space)
+    with jax.enable_x64(True):
+        plain = rj.run_campaign(strategy, truth, 3.0, jax.random.key(0))
+        hosted = rj.run_campaign(strategy, rj.objective(train), 3.0, jax.random.key(0))
+        assert len(calls) == 3  # one training run per ask
+        np.testing.assert_allclose(hosted.values, plain.values, rtol=1e-12)
+        np.testing.assert_array_equal(hosted.recommendation, plain.recommendation)
+        # a batched function receives every seed's run of an ask at once under vmap
+        keys = jax.random.split(jax.random.key(1), 5)
+        calls.clear()
+        swept = rj.sweep(strategy, rj.objective(train_batch, batched=True), 3.0, keys)
+        assert [c[2] for c in calls] == [(5, 5)] * 3
+        plain = rj.sweep(strategy, truth, 3.0, keys)
+        # the same law evaluated by two different XLA programs (vectorized transcendental
+        # functions differ in the last ~1e-8 even in float64)
+        np.testing.assert_allclose(swept.values, plain.values, rtol=1e-7)
+        np.testing.assert_array_equal(swept.proposals.mixture, plain.proposals.mixture)
+
+
+def test_run_loop_trains_each_round_grouped_by_fidelity_and_keeps_the_budget(world, truth):
+    train, train_batch, calls = _host_truth(truth)
+    with jax.enable_x64(True):
+        strategy = shared(world.space, "mfms_bo")  # 3-run design, learning curves
+        lines = []
+        trace = rj.run_loop(
+            strategy, rj.objective(train_batch, batched=True), 0.6, jax.random.key(0),
+            batch_size=4, num_asks=12, log=lines.append,
+        )  # fmt: skip
+        active = trace.active
+        assert trace.cost.shape == (12,) and trace.recommendation.shape == (12, 5)
+        assert active[:3].all() and np.all(np.diff(trace.cost) >= 0)
+        assert trace.cost[-1] <= 0.6 * (1 + 1e-6) and len(lines) == active.sum()
+        if not active.all():  # spending ends at the first run that does not fit
+            assert not active[int(np.argmin(active)) :].any()
+        # one call per (scale, steps) group of a round, never more runs than the round had
+        assert sum(c[2][0] for c in calls) == active.sum()
+        assert all(1 <= c[2][0] <= 4 for c in calls)
+        assert np.isfinite(trace.values[active]).all() and np.isnan(trace.values[~active]).all()
+        expect = truth(
+            jnp.asarray(trace.proposals.mixture[active]),
+            jnp.asarray(trace.proposals.scale[active]),
+            jnp.asarray(trace.proposals.steps[active], float),
+        )
+        np.testing.assert_allclose(trace.values[active], expect, rtol=1e-12)
+        # learning curves from an unbatched function reach the GP: one row per checkpoint
+        calls.clear()
+        trace = rj.run_loop(strategy, rj.objective(train), 5.0, jax.random.key(1), num_asks=6)
+        reached = np.asarray(strategy.checkpoints)[None] < trace.proposals.steps[:, None]
+        assert np.array_equal(np.isfinite(trace.curves), reached & trace.active[:, None])
+        with pytest.raises(ValueError, match="batch_size"):
+            rj.run_loop(strategy, rj.objective(train), 1.0, jax.random.key(0), batch_size=0)
+
+
+def test_a_diverged_run_is_recorded_and_not_learned_from(world):
+    def train(w, m, s, key):
+        return float("nan") if m < 100 else 2.0 + float(np.asarray(w)[0])
+
+    with jax.enable_x64(True):
+        strategy = shared(world.space, "mfms_bo")
+        trace = rj.run_loop(strategy, rj.objective(train), 5.0, jax.random.key(0), num_asks=6)
+    small = trace.proposals.scale < 100
+    assert np.isnan(trace.values[small & trace.active]).all()
+    assert np.isfinite(trace.recommendation).all()
+    assert np.isfinite(trace.proposals.mixture).all()
