@@ -74,6 +74,7 @@ __all__ = [
     "paper_problem",
     "run_benchmark",
     "run_method",
+    "score_trace",
 ]
 
 OBJECTIVES = {
@@ -237,6 +238,14 @@ def run_method(
     start = time.perf_counter()
     trace = jax.block_until_ready(run())
     run_s = time.perf_counter() - start
+    return score_trace(problem, trace, name or strategy.name, compile_s, run_s)
+
+
+def score_trace(
+    problem: Problem, trace: campaign.Trace, name: str, compile_s: float, run_s: float
+) -> MethodResult:
+    """A sweep's :class:`~recipes_jax.campaign.Trace` [S, T] scored by the regret of every
+    recommendation at the problem's target, as a :class:`MethodResult`."""
     regret = analysis.regret(
         problem.truth,
         trace.recommendation,
@@ -245,7 +254,7 @@ def run_method(
         maximize=problem.space.maximize,
     )
     return MethodResult(
-        name or strategy.name,
+        name,
         np.asarray(trace.cost, np.float64),
         np.asarray(regret, np.float64),
         np.asarray(trace.active),

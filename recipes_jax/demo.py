@@ -83,28 +83,8 @@ def run_demo(
             bar = ProgressBar(f"  {name:14s}") if progress else None
             trace = jax.block_until_ready(run(progress=bar) if progress else run())
             run_s = time.perf_counter() - t0
-            regret = analysis.regret(
-                problem.truth,
-                trace.recommendation,
-                *space.target,
-                problem.optimum.value,
-                maximize=space.maximize,
-            )
-            results.append(
-                (
-                    benchmark.MethodResult(
-                        name,
-                        np.asarray(trace.cost, np.float64),
-                        np.asarray(regret, np.float64),
-                        np.asarray(trace.active),
-                        np.asarray(trace.proposals.scale, np.float64),
-                        np.asarray(trace.proposals.steps, np.float64),
-                        compile_s,
-                        run_s,
-                    ),
-                    np.asarray(trace.recommendation),
-                )
-            )
+            scored = benchmark.score_trace(problem, trace, name, compile_s, run_s)
+            results.append((scored, np.asarray(trace.recommendation)))
     budgets = [b for b in DEMO_BUDGETS if b <= budget] or [budget]
     tables = benchmark.compare([r for r, _ in results], budgets=budgets, num_bootstrap=500)
     log("\n" + benchmark.format_tables(f"built-in world, {objective}", tables))
