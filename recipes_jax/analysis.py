@@ -35,6 +35,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from recipes_jax.atomic import atomic_write
+
 __all__ = [
     "Optimum",
     "cost_grid",
@@ -649,7 +651,8 @@ def _paths(path) -> tuple[Path, Path]:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(to_jsonable(data), indent=1, allow_nan=False) + "\n")
+    text = json.dumps(to_jsonable(data), indent=1, allow_nan=False) + "\n"
+    atomic_write(path, lambda f: f.write(text.encode()), prefix=".plot-")
 
 
 def plot_regret(

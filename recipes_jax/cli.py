@@ -44,9 +44,15 @@ def cmd_simulate(args) -> int:
     from recipes_jax.simulator.run_table import RunTable
     from recipes_jax.simulator.simulator import Simulator
 
+    try:
+        w = np.array([[float(x) for x in args.mixture.split(",")]])
+    except ValueError:
+        raise ValueError(
+            f"--mixture {args.mixture!r} is not a comma-separated list of numbers; write one "
+            "weight per domain, e.g. --mixture 0.2,0.2,0.2,0.2,0.2"
+        ) from None
     table = RunTable.load(args.table)
     sim = Simulator(table, args.metric, clamp=args.clamp)
-    w = np.array([[float(x) for x in args.mixture.split(",")]])
     value = float(sim(w, args.scale, args.steps)[0])
     print(f"{sim.metric} at scale {args.scale:g}M, {args.steps} steps: {value:.6g}")
     return 0
@@ -372,7 +378,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (ValueError, KeyError, FileNotFoundError, FileExistsError, PermissionError) as e:
-        print(f"recipes-jax {args.command}: error: {e}", file=sys.stderr)
+        # a KeyError's str() is the repr of its message: print the message itself
+        message = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"recipes-jax {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 

@@ -118,7 +118,10 @@ def _number(text: str, where: str, what: str, *, empty_ok: bool) -> float:
     try:
         return float(text)
     except ValueError:
-        raise ValueError(f"{where}: {what} {text!r} is not a number") from None
+        raise ValueError(
+            f"{where}: {what} {text!r} is not a number; write it as a plain number (e.g. 0.25, "
+            f"2.31 or 19500){', or leave the cell empty' if empty_ok else ''}"
+        ) from None
 
 
 def _check_run(run: LedgerRun, space: Space, where: str) -> LedgerRun:
@@ -142,7 +145,7 @@ def _check_run(run: LedgerRun, space: Space, where: str) -> LedgerRun:
     late = [s for s, _ in run.curve if s > run.steps]
     if late:
         raise ValueError(f"{where}: curve steps {late} lie beyond the run's {run.steps} steps")
-    return replace(run, cost=float(space.cost(run.scale, run.steps)))
+    return replace(run, cost=float(space.host_cost(run.scale, run.steps)))
 
 
 def runs_from_table(table, space: Space, metric: str | int) -> list[LedgerRun]:
@@ -259,7 +262,7 @@ def write_ledger(path: str | os.PathLike, space: Space, runs: Sequence[LedgerRun
     ids = [r.id for r in runs]
     dupes = sorted({i for i in ids if ids.count(i) > 1})
     if dupes:
-        raise ValueError(f"duplicate run ids {dupes}; ids must be unique")
+        raise ValueError(f"duplicate run ids {dupes}; ids must be unique: give each run its own id")
     runs = [_check_run(r, space, f"run {r.id!r}") for r in runs]
     header = columns(space)
     extra = [k for r in runs for k in r.extra if k not in header]

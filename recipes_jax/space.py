@@ -105,6 +105,7 @@ def check_mixtures(
     names: Sequence[str] | None = None,
     atol: float = MIXTURE_SUM_ATOL,
     what: str = "mixture",
+    domains: Sequence[str] | None = None,
 ) -> np.ndarray:
     """Validate mixtures and return them renormalized, float64, shape ``[B, K]``.
 
@@ -114,6 +115,7 @@ def check_mixtures(
       names: optional labels of the B rows, used in error messages (e.g. run ids).
       atol: how far a row may sum from 1 before it is rejected.
       what: what a row is called in error messages.
+      domains: optional names of the K domains, used in error messages.
 
     Raises:
       ValueError naming the first offending row: wrong length, non-finite or negative weights,
@@ -123,26 +125,33 @@ def check_mixtures(
     if w.ndim == 1:
         w = w[None, :]
     if w.ndim != 2 or w.shape[1] != num_domains:
+        order = f", in the order {list(domains)}" if domains is not None else ""
         raise ValueError(
             f"{what}s must have shape [B, {num_domains}] (one weight per domain); got shape "
-            f"{np.shape(mixtures)}"
+            f"{np.shape(mixtures)}: give {num_domains} weights per {what}{order}"
         )
 
     def label(i: int) -> str:
-        return f"{what} {names[i]!r}" if names is not None else f"{what} {i}"
+        if names is not None:
+            return f"{what} {names[i]!r}"
+        return f"the {what}" if len(w) == 1 else f"{what} {i}"
+
+    def domain(j: int) -> str:
+        return repr(domains[j]) if domains is not None else str(j)
 
     bad = ~np.isfinite(w).all(axis=1)
     if bad.any():
         i = int(np.argmax(bad))
         raise ValueError(
-            f"{label(i)} has non-finite weights {w[i].tolist()}; weights must be numbers"
+            f"{label(i)} has non-finite weights {w[i].tolist()}; every weight must be a finite "
+            "number >= 0 (write 0 for a domain it does not use)"
         )
     negative = w < -1e-9
     if negative.any():
         i, j = np.argwhere(negative)[0]
         raise ValueError(
-            f"{label(i)} has negative weight {w[i, j]:.6g} on domain {j}; "
-            "mixture weights must be >= 0"
+            f"{label(i)} has negative weight {w[i, j]:.6g} on domain {domain(j)}; "
+            "mixture weights must be >= 0: fix the sign, or write 0 for a domain it does not use"
         )
     w = np.clip(w, 0.0, None)
     sums = w.sum(axis=1)
@@ -325,6 +334,14 @@ class Space:
         gflops = jnp.asarray(self.gflops_per_step) / self.target_gflops
         return gflops[self.scale_index(scale)] * jnp.asarray(steps)
 
+    def host_cost(self, scale, steps) -> np.ndarray:
+        """:meth:`cost` computed with numpy on the host (float64; no device dispatch, for
+        validating many ledger rows quickly). Same snapping to the nearest allowed scale."""
+        log_m = np.log(np.asarray(scale, dtype=np.float64))
+        index = np.argmin(np.abs(log_m[..., None] - self._log_scales), axis=-1)
+        gflops = np.asarray(self.gflops_per_step, np.float64) / self.target_gflops
+        return gflops[index] * np.asarray(steps, np.float64)
+
     def _log_ranges(self):
         log_steps = np.log(np.asarray(self.steps, dtype=np.float64))
         return (
@@ -369,19 +386,24 @@ class Space:
 
     def check_mixtures(self, mixtures, *, atol: float = MIXTURE_SUM_ATOL) -> np.ndarray:
         """Validated, renormalized float64 mixtures ``[B, K]``; ``ValueError`` if not."""
-        return check_mixtures(mixtures, self.num_domains, atol=atol)
+        return check_mixtures(mixtures, self.num_domains, atol=atol, domains=self.domains)
 
     def check_fidelities(self, scales, steps) -> None:
-        """Raise ``ValueError`` naming any scale or step count that is not on the space's grids."""
+        """Raise ``ValueError`` naming any scale or step count that is not on the space's grids
+        (and the nearest allowed values)."""
         for m in np.atleast_1d(np.asarray(scales, dtype=np.float64)):
             if not np.isclose(self._log_scales, np.log(m) if m > 0 else -np.inf, atol=1e-9).any():
                 raise ValueError(
-                    f"scale {m:g}M is not one of the space's scales {list(self.scales)}"
+                    f"scale {m:g}M is not one of the space's scales {list(self.scales)}; use one "
+                    "of them, or add it to the space's scales"
                 )
         grid = np.asarray(self.steps)
         for s in np.atleast_1d(np.asarray(steps)):
             if s not in grid:
+                at = int(np.searchsorted(grid, s))
+                nearest = " or ".join(str(g) for g in grid[max(at - 1, 0) : at + 1])
                 raise ValueError(
                     f"{s} steps is not on the space's step grid ({grid[0]}..{grid[-1]}, "
-                    f"{len(grid)} values)"
+                    f"{len(grid)} values); use a step count on the grid (nearest: {nearest}), "
+                    "or add it to the space's steps"
                 )

@@ -144,7 +144,7 @@ def test_runs_from_a_run_table_start_a_ledger(tmp_path):
                      target=(60, 300))  # fmt: skip
     x, y = ledger.runs_from_table(table, space, "loss")
     assert (x.id, x.status, x.steps, x.value, x.curve) == ("x", "done", 200, 2.5, ((100, 3.0),))
-    assert x.mixture == (0.0, 0.5, 0.5) and x.cost == float(space.cost(20.0, 200))
+    assert x.mixture == (0.0, 0.5, 0.5) and x.cost == pytest.approx(float(space.cost(20, 200)))
     assert y.status == "failed" and "no value of loss" in y.note and not y.informs_model
     path = tmp_path / "runs.csv"
     ledger.write_ledger(path, space, [x, y])

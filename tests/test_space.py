@@ -139,3 +139,15 @@ def test_encode_maps_grids_to_unit_interval_and_back():
     np.testing.assert_allclose(
         one_scale.encode(np.array([[0.5, 0.5]]), [60.0], [10])[0, 2:], [1.0, 0.0]
     )
+
+
+def test_host_cost_equals_cost():
+    import numpy as np
+
+    import recipes_jax as rj
+
+    space = rj.Space.paper()
+    m = np.array([20.0, 60.0, 150.0, 1000.0, 1100.0, 25.0])
+    s = np.array([100, 6500, 19_500, 19_500, 300, 200])
+    np.testing.assert_allclose(space.host_cost(m, s), np.asarray(space.cost(m, s)), rtol=1e-6)
+    assert space.host_cost(1000.0, 19_500) == 1.0

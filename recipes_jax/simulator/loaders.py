@@ -38,10 +38,15 @@ def _read_csv(path, delimiter: str) -> tuple[list[str], list[tuple[int, list[str
         try:
             header = [h.strip() for h in next(reader)]
         except StopIteration:
-            raise ValueError(f"{path} is empty: expected a header row") from None
+            raise ValueError(
+                f"{path} is empty: expected a header row naming the columns, then the runs' rows"
+            ) from None
         rows = [(reader.line_num, row) for row in reader if any(c.strip() for c in row)]
     if not rows:
-        raise ValueError(f"{path} has a header but no data rows")
+        raise ValueError(
+            f"{path} has a header but no data rows; add the runs' rows below the header (or "
+            "check that this is the right file)"
+        )
     return header, rows
 
 
@@ -61,7 +66,10 @@ def _number(text: str, path, line: int, column: str) -> float:
     """A float from a CSV cell (``nan``/``inf`` allowed); a clear error for empty or text cells."""
     text = text.strip()
     if not text:
-        raise ValueError(f"{path} line {line}: column {column!r} is empty; it needs a number")
+        raise ValueError(
+            f"{path} line {line}: column {column!r} is empty; it needs a number: fill it in "
+            "(a weight of 0 for a domain the run does not use) or drop the row"
+        )
     try:
         return float(text)
     except ValueError:
@@ -378,7 +386,7 @@ def from_paper_pickle(path, *, trusted: bool = False) -> RunTable:
         elif set(cats) != set(domains) or len(cats) != len(domains):
             raise ValueError(
                 f"run {run_id!r} mixes domains {cats}, but earlier runs mix {domains}; all runs "
-                "of one table must share one domain list"
+                "of one table must share one domain list: fix the run's categories or drop it"
             )
         mixture = probs[[cats.index(d) for d in domains]]  # same set, possibly reordered
         history = row["history"]

@@ -75,7 +75,10 @@ class RunTable:
             raise ValueError(f"values must have shape [runs, steps, metrics]; got {values.shape}")
         num_runs, num_steps, num_metrics = values.shape
         if num_runs == 0:
-            raise ValueError("the run table is empty: it has no runs")
+            raise ValueError(
+                "the run table is empty: it has no runs; build it from at least one run (an "
+                "empty selection, file or filter gives none)"
+            )
         if num_metrics != len(metrics):
             raise ValueError(
                 f"values have {num_metrics} metrics but {len(metrics)} names were given"
@@ -104,7 +107,12 @@ class RunTable:
             i = int(np.argmax(~(np.isfinite(scales) & (scales > 0))))
             raise ValueError(f"run {run_ids[i]!r} has invalid scale {scales[i]}; must be > 0")
         mixtures = check_mixtures(
-            self.mixtures, len(domains), names=run_ids, atol=self.mixture_atol, what="run"
+            self.mixtures,
+            len(domains),
+            names=run_ids,
+            atol=self.mixture_atol,
+            what="run",
+            domains=domains,
         )
         if len(mixtures) != num_runs:
             raise ValueError(f"{len(mixtures)} mixtures for {num_runs} runs")
@@ -255,9 +263,14 @@ class RunTable:
         domains = tables[0].domains
         for i, t in enumerate(tables[1:], 1):
             if set(t.domains) != set(domains):
+                extra = [d for d in t.domains if d not in domains]
+                lacks = [d for d in domains if d not in t.domains]
+                differences = [f"has {extra} that table 0 lacks"] if extra else []
+                differences += [f"lacks {lacks}"] if lacks else []
                 raise ValueError(
-                    f"table {i} has domains {sorted(set(t.domains) ^ set(domains))} that table "
-                    "0 lacks or vice versa; runs can only be pooled over the same domains"
+                    f"table {i}'s domains differ from table 0's: it {' and '.join(differences)}; "
+                    "runs can only be pooled over the same domains: rename the domains to match, "
+                    "or pool only tables that share them"
                 )
         metrics = tuple(dict.fromkeys(m for t in tables for m in t.metrics))
         steps = np.unique(np.concatenate([t.steps for t in tables]))

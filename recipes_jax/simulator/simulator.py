@@ -41,7 +41,8 @@ class Simulator:
         uses the eval noise estimated from the table. Off (0) by default; when on, pass
         ``key=`` to each call.
       clamp: clamp queries outside the table's scales/steps onto the supported region instead
-        of raising (eager calls) or returning NaN (inside ``jit``).
+        of raising (eager calls) or returning NaN (inside ``jit``). Mixtures are checked
+        either way: off the simplex, eager calls raise.
       max_step_knots: how many step knots the interpolant keeps along learning curves.
       seed: seed of the subsampling used while fitting (construction is deterministic).
 
@@ -148,7 +149,9 @@ class Simulator:
 
     # -- queries
     def _validate(self, w, m, s) -> None:
-        check_mixtures(w, len(self.domains), what="query mixture")
+        check_mixtures(w, len(self.domains), what="query mixture", domains=self.domains)
+        if self.clamp:  # out-of-range scales and steps are clamped, not refused
+            return
         m64, s64 = np.asarray(m, dtype=np.float64), np.asarray(s, dtype=np.float64)
         lo_m, hi_m = self.scales[0], self.scales[-1]
         bad = ~np.isfinite(m64) | (m64 < lo_m * (1 - 1e-6)) | (m64 > hi_m * (1 + 1e-6))
@@ -156,7 +159,8 @@ class Simulator:
             i = int(np.argmax(bad))
             raise ValueError(
                 f"query {i}: scale {m64[i]:g}M is outside the table's scales "
-                f"[{lo_m:g}M, {hi_m:g}M]; query inside them or build the Simulator with clamp=True"
+                f"[{lo_m:g}M, {hi_m:g}M]; query inside them or build the Simulator with clamp=True "
+                "(recipes-jax simulate --clamp)"
             )
         lo, hi = jax.jit(valid_log_step_range)(self._params, jnp.log(jnp.asarray(m64)))
         lo, hi = np.exp(np.asarray(lo, np.float64)), np.exp(np.asarray(hi, np.float64))
@@ -166,7 +170,7 @@ class Simulator:
             raise ValueError(
                 f"query {i}: {s64[i]:g} steps is outside the steps the table supports at "
                 f"{m64[i]:g}M ({lo[i]:.0f}..{hi[i]:.0f}); query inside them or build the "
-                "Simulator with clamp=True"
+                "Simulator with clamp=True (recipes-jax simulate --clamp)"
             )
 
     def __call__(self, w, m, s, *, key: jax.Array | None = None) -> jax.Array:
@@ -182,9 +186,9 @@ class Simulator:
         if w.shape[-1] != len(self.domains):
             raise ValueError(
                 f"mixtures must have {len(self.domains)} weights (domains {list(self.domains)}); "
-                f"got shape {tuple(w.shape)}"
+                f"got shape {tuple(w.shape)}: give one weight per domain, in that order"
             )
-        if not self.clamp and not _is_traced(w, m, s):
+        if not _is_traced(w, m, s):  # mixtures are checked even with clamp=True
             self._validate(np.asarray(w), np.asarray(m), np.asarray(s))
         value = _query(self._params, w, m, s, clamp=self.clamp)
         if self.noise_sd > 0:
