@@ -132,6 +132,19 @@ def _call(obj: Objective, mixtures: np.ndarray, scale: float, steps: int, keys, 
     return [report(r, steps, checkpoints) for r in results]
 
 
+def _train_groups(obj: Objective, w, m, s, keys, checkpoints) -> tuple[np.ndarray, np.ndarray]:
+    """Train runs w [n, K], m [n], s [n] (keys [n]), one ``obj`` call per (scale, steps)
+    group: (finals [n], curves [n, C])."""
+    finals = np.empty(len(m))
+    curves = np.empty((len(m), len(checkpoints)))
+    for scale, steps in sorted({(float(a), int(b)) for a, b in zip(m, s, strict=True)}):
+        rows = np.flatnonzero((m == scale) & (s == steps))
+        done = _call(obj, w[rows], scale, steps, keys[rows], checkpoints)
+        for r, (final, curve) in zip(rows, done, strict=True):
+            finals[r], curves[r] = final, curve
+    return finals, curves
+
+
 def host_evaluate(obj: Objective, checkpoints: Sequence[int], dtype) -> Callable:
     """A jittable ``(proposal, key) -> (final [], curve [C])`` that runs ``obj`` on the host
     (``jax.pure_callback``; under ``vmap`` a batched objective gets the whole batch)."""
@@ -143,15 +156,9 @@ def host_evaluate(obj: Objective, checkpoints: Sequence[int], dtype) -> Callable
         batch_shape = m.shape
         w, m, s = w.reshape(-1, w.shape[-1]), m.reshape(-1), s.reshape(-1)
         keys = jax.random.wrap_key_data(np.asarray(key_data).reshape(-1, key_data.shape[-1]))
-        finals = np.empty(len(m))
-        curves = np.empty((len(m), C))
         # on XLA's callback thread the caller's `jax.enable_x64` scope does not hold: restore it
         with jax.enable_x64(wide):
-            for scale, steps in sorted({(float(a), int(b)) for a, b in zip(m, s, strict=True)}):
-                rows = np.flatnonzero((m == scale) & (s == steps))
-                done = _call(obj, w[rows], scale, steps, keys[rows], checkpoints)
-                for r, (final, curve) in zip(rows, done, strict=True):
-                    finals[r], curves[r] = final, curve
+            finals, curves = _train_groups(obj, w, m, s, keys, checkpoints)
         return _wire(finals.reshape(batch_shape)), _wire(curves.reshape(*batch_shape, C))
 
     # The callback runs on an XLA thread where a `jax.enable_x64` scope does not apply, and
@@ -188,10 +195,6 @@ def host_evaluate(obj: Objective, checkpoints: Sequence[int], dtype) -> Callable
         return _unwire(final), _unwire(curve)
 
     return evaluate
-
-
-def _take(tree, i):
-    return jax.tree_util.tree_map(lambda a: a[i], tree)
 
 
 def run_loop(
@@ -244,19 +247,18 @@ def run_loop(
                 spent += cost
             asked.append((proposal, k_train, fits, spent))
             t += 1
-        runs = [(i, a) for i, a in enumerate(asked) if a[2]]
+        runs = [i for i, a in enumerate(asked) if a[2]]
         results: dict[int, tuple[float, np.ndarray]] = {}
-        groups = sorted({(float(a[0].scale), int(a[0].steps)) for _, a in runs})
-        for scale, steps in groups:
-            members = [
-                (i, a) for i, a in runs if (float(a[0].scale), int(a[0].steps)) == (scale, steps)
-            ]
-            mixtures = np.stack([np.asarray(a[0].mixture, np.float64) for _, a in members])
-            keys = jnp.stack([a[1] for _, a in members])
-            for (i, _), r in zip(
-                members, _call(obj, mixtures, scale, steps, keys, checkpoints), strict=True
-            ):
-                results[i] = r
+        if runs:
+            finals, curves = _train_groups(
+                obj,
+                np.stack([np.asarray(asked[i][0].mixture, np.float64) for i in runs]),
+                np.asarray([float(asked[i][0].scale) for i in runs]),
+                np.asarray([int(asked[i][0].steps) for i in runs]),
+                jnp.stack([asked[i][1] for i in runs]),
+                checkpoints,
+            )
+            results = {i: (finals[j], curves[j]) for j, i in enumerate(runs)}
         for i, (proposal, _, active, cost_so_far) in enumerate(asked):
             final, curve = results.get(i, (np.nan, np.full(len(checkpoints), np.nan)))
             if active:
