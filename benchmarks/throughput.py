@@ -238,7 +238,9 @@ def run_botorch(args, *, seeds: int, recommend_every: bool = False) -> dict:
             *(["--recommend-every"] if recommend_every else []),
         ]
         start = time.perf_counter()
-        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        # BoTorch's scipy keeps its usual BLAS threads (importing recipes_jax would set 1)
+        env = dict(os.environ, RECIPES_JAX_LAPACK_THREADS="keep")
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
         if done.returncode:
             raise RuntimeError(f"BoTorch loop failed:\n{done.stderr[-4000:]}")
         report = json.loads(out.read_text())

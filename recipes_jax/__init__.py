@@ -1,7 +1,8 @@
 """recipes_jax: multi-fidelity, multi-scale Bayesian optimization of LLM data mixtures in JAX.
 
 After "Data Mixture Optimization: A Multi-fidelity Multi-scale Bayesian Framework"
-(Yen et al., arXiv 2503.21023). Importing this package never changes global JAX flags.
+(Yen et al., arXiv 2503.21023). Importing this package never changes global JAX flags; it
+does keep scipy's OpenBLAS (jaxlib's CPU LAPACK) to one thread, see :mod:`recipes_jax.threads`.
 
     import recipes_jax as rj
     space = rj.Space.paper()
@@ -33,6 +34,7 @@ from recipes_jax import (
     optimize,
     space_file,
     strategies,
+    threads,
 )
 from recipes_jax.campaign import Trace, run_campaign, sweep
 from recipes_jax.objectives import Objective, objective, run_loop
@@ -84,6 +86,9 @@ __all__ = [
     "space_file",
     "strategies",
     "sweep",
+    "threads",
     "worlds",
 ]
 __version__ = "0.1.0"
+
+threads.apply_environment()

@@ -37,6 +37,8 @@ __all__ = [
     "empty_observations",
     "evict",
     "grid_cross_covariance",
+    "grid_predict",
+    "map_grid",
     "masked_gram",
     "minimize",
     "minimize_adam",
@@ -171,8 +173,9 @@ def _restricted_nll(C: jax.Array, z: jax.Array, H: jax.Array) -> jax.Array:
 
 def _restricted_nll_fwd(C, z, H):
     L = _cholesky(C)
-    L_inv = jax.scipy.linalg.solve_triangular(L, jnp.eye(C.shape[0], dtype=C.dtype), lower=True)
-    P = L_inv.T @ L_inv  # C^-1: one triangular solve + one product beats cho_solve on CPU
+    # C^-1 by two triangular solves (CPU, float64: 5.8 ms vs 10.4 ms for L^-1 then L^-T L^-1
+    # at N = 512, the same at N = 256)
+    P = jax.scipy.linalg.cho_solve((L, True), jnp.eye(C.shape[0], dtype=C.dtype))
     nll = jnp.sum(jnp.log(jnp.diag(L)))
     if H.shape[1]:
         KiH = P @ H
@@ -409,6 +412,49 @@ def grid_cross_covariance(post: Posterior, W: jax.Array, fidelities: jax.Array) 
     G = kernels.grid_gram(post.kernel, W, fidelities, post.x)
     Ks = post.amplitude * G.reshape(-1, G.shape[-1])
     return jnp.where(post.mask[None, :], Ks, 0.0)
+
+
+def map_grid(
+    post: Posterior,
+    W: jax.Array,
+    fidelities: jax.Array,
+    fn: Callable[[jax.Array, jax.Array, jax.Array, jax.Array], Any],
+) -> Any:
+    """Apply ``fn`` to every mixture W [C, K] at one fidelity at a time, stacking the results.
+
+    ``fn(i, X [C, D], Ks [C, N], V [C, N])`` gets the fidelity index i, the decisions (W at
+    ``fidelities[i]``), their :func:`cross_covariance` and ``V = Ks L^-T`` (as in
+    :func:`project`), and returns a pytree of arrays; the result stacks them over the F
+    fidelities (leading axis F). The per-mixture kernel factors are computed once
+    (:func:`kernels.grid_gram_at`), and only [C, N] blocks are ever held, which is about 2x
+    faster on CPU than materializing the [F * C, N] grid and far lighter in memory.
+    """
+    at = kernels.grid_gram_at(post.kernel, W, fidelities, post.x)
+    C, N = W.shape[0], post.x.shape[0]
+
+    def one(i):
+        Ks = post.amplitude * jnp.broadcast_to(at(i), (C, N))
+        Ks = jnp.where(post.mask[None, :], Ks, 0.0)
+        X = jnp.concatenate([W, jnp.broadcast_to(fidelities[i], (C, 2)).astype(W.dtype)], 1)
+        return fn(i, X, Ks, Ks @ post.L_inv.T)
+
+    return jax.lax.map(one, jnp.arange(fidelities.shape[0]))
+
+
+def grid_predict(
+    post: Posterior, W: jax.Array, fidelities: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """Posterior mean [F, C] and latent variance [F, C] (original units) of every mixture
+    W [C, K] at every fidelity [F, 2]: :func:`predict` on ``optimize.grid_decisions(W,
+    fidelities)`` reshaped, computed fidelity by fidelity (:func:`map_grid`)."""
+
+    def moments(i, X, Ks, V):
+        del i
+        mean = Ks @ post.alpha + mean_basis(X, post.beta.shape[0]) @ post.beta
+        var = posterior_variance(post.amplitude * kernels.diag(post.kernel, X), V)
+        return post.y_loc + post.y_scale * mean, post.y_scale**2 * var
+
+    return map_grid(post, W, fidelities, moments)
 
 
 def project(

@@ -10,7 +10,9 @@ real runs the learned warp lifts a Matern-5/2 GP from R^2 0.969 (raw weights) to
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -35,6 +37,7 @@ __all__ = [
     "exponential_decay",
     "gram",
     "grid_gram",
+    "grid_gram_at",
     "linear_truncated_fidelity",
     "matern52",
     "matern52_ard",
@@ -336,18 +339,46 @@ def grid_gram(
     (and terms of sums) that read only mixture columns are evaluated once per mixture
     ([1, C, N]) and those that read only fidelity columns once per fidelity ([F, 1, N]), so a
     separable kernel such as the paper's costs exponentials on (C + F) x N entries instead of
-    F x C x N; anything else falls back to the full grid.
+    F x C x N; anything else falls back to the full grid. See :func:`grid_gram_at` for one
+    fidelity at a time.
+    """
+    F, C, N = fidelities.shape[0], W.shape[0], X.shape[0]
+    at = grid_gram_at(kernel, W, fidelities, X)
+    return jnp.broadcast_to(at(slice(None)), (F, C, N))
+
+
+def grid_gram_at(
+    kernel: tinygp.kernels.Kernel, W: jax.Array, fidelities: jax.Array, X: jax.Array
+) -> Callable[[Any], jax.Array]:
+    """:func:`grid_gram` one fidelity at a time: returns ``at(i)``, the Gram matrix
+    (broadcastable to [C, N]) of every mixture W [C, K] at fidelity ``fidelities[i]`` against
+    X [N, K + 2], for an integer (possibly traced) ``i``; ``at(slice(None))`` broadcasts to the
+    whole [F, C, N] grid.
+
+    The per-mixture and per-fidelity factors are computed here, once; ``at`` only combines
+    them. Scoring the grid fidelity by fidelity (``lax.map`` over i) keeps the working set at
+    [C, N] instead of [F, C, N]: on XLA:CPU that is about 2x faster for 21 x 4,096 x 256 (the
+    [F, C, N] arrays do not fit in cache), and far lighter under ``vmap`` over seeds.
     """
     K = W.shape[1]
-    F, C, N = fidelities.shape[0], W.shape[0], X.shape[0]
+    F, C = fidelities.shape[0], W.shape[0]
     mixtures = jnp.concatenate([W, jnp.zeros((C, 2), W.dtype)], axis=1)
     levels = jnp.concatenate([jnp.zeros((F, K), W.dtype), fidelities.astype(W.dtype)], axis=1)
+
+    def per_mixture(g):  # [C, N]
+        return lambda i: g
+
+    def per_fidelity(g):  # [F, N]
+        return lambda i: g[:, None] if isinstance(i, slice) else g[i][None]
+
+    def per_decision(g):  # [F, C, N]
+        return lambda i: g[i]
 
     def full(k):
         rows = jnp.concatenate(
             [W[None].repeat(F, 0), jnp.broadcast_to(levels[:, None, K:], (F, C, 2))], axis=2
         ).reshape(F * C, K + 2)
-        return gram(k, rows, X).reshape(F, C, N)
+        return per_decision(gram(k, rows, X).reshape(F, C, -1))
 
     def side(columns):
         if columns is None:
@@ -360,8 +391,11 @@ def grid_gram(
 
     def of_group(k, group):
         if group == "mixture":
-            return gram(k, mixtures, X)[None]
-        return gram(k, levels, X)[:, None]
+            return per_mixture(gram(k, mixtures, X))
+        return per_fidelity(gram(k, levels, X))
+
+    def product(a, b):
+        return lambda i: a(i) * b(i)
 
     def walk(k):
         if isinstance(k, tinygp.kernels.base.Product):
@@ -371,7 +405,7 @@ def grid_gram(
                 isinstance(f, ARDStationary) and f.profile == "rbf" for f in factors
             ):
                 # an RBF product splits into one exponential per side
-                out = 1.0
+                out = lambda i: 1.0
                 for group in ("mixture", "fidelity"):
                     members = [f for f, g in zip(factors, sides, strict=True) if g == group]
                     if not members:
@@ -380,17 +414,19 @@ def grid_gram(
                     F1 = jnp.concatenate([f.features(rows) for f in members], axis=-1)
                     F2 = jnp.concatenate([f.features(X) for f in members], axis=-1)
                     g = rbf_of_sq_dist(_sq_dist_direct(F1, F2))
-                    out = out * (g[None] if group == "mixture" else g[:, None])
+                    out = product(out, (per_mixture if group == "mixture" else per_fidelity)(g))
                 return out
-            return walk(k.kernel1) * walk(k.kernel2)
+            return product(walk(k.kernel1), walk(k.kernel2))
         if isinstance(k, tinygp.kernels.base.Sum):
-            return walk(k.kernel1) + walk(k.kernel2)
+            a, b = walk(k.kernel1), walk(k.kernel2)
+            return lambda i: a(i) + b(i)
         if isinstance(k, tinygp.kernels.base.Constant):
-            return jnp.asarray(k.value, W.dtype)
+            value = jnp.asarray(k.value, W.dtype)
+            return lambda i: value
         group = side(_leaf_columns(k))
         return full(k) if group is None else of_group(k, group)
 
-    return jnp.broadcast_to(walk(kernel), (F, C, N))
+    return walk(kernel)
 
 
 def _sq_dist_direct(F1: jax.Array, F2: jax.Array) -> jax.Array:

@@ -161,3 +161,7 @@ def test_grid_gram_equals_the_gram_of_every_decision(name):
     got = np.asarray(kernels.grid_gram(kernel, jnp.asarray(W), jnp.asarray(fidelities), X))
     assert got.shape == (3, 6, 5)
     np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-14)
+    at = kernels.grid_gram_at(kernel, jnp.asarray(W), jnp.asarray(fidelities), X)
+    for i in range(3):
+        one = np.broadcast_to(np.asarray(at(jnp.asarray(i))), (6, 5))
+        np.testing.assert_allclose(one, expected[i], rtol=1e-12, atol=1e-14)

@@ -247,6 +247,16 @@ def test_grid_cross_covariance_and_projection_equal_the_pointwise_ones():
     assert np.all(np.asarray(cross)[:, 20:] == 0.0)  # padded rows
     for a, b in zip(gp.project(post, decisions, cross), gp.project(post, decisions), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    # one fidelity at a time (map_grid / grid_predict) gives the same numbers
+    mean, var = gp.grid_predict(post, W, fidelities)
+    assert mean.shape == var.shape == (3, 7)
+    expected_mean, expected_var = gp.predict(post, decisions)
+    np.testing.assert_allclose(mean.ravel(), expected_mean, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(var.ravel(), expected_var, rtol=1e-10, atol=1e-12)
+    rows = gp.map_grid(post, W, fidelities, lambda i, X, Ks, V: (i, X, Ks))
+    np.testing.assert_array_equal(rows[0], np.arange(3))
+    np.testing.assert_array_equal(rows[1].reshape(21, -1), decisions)
+    np.testing.assert_allclose(rows[2].reshape(21, -1), cross, rtol=1e-12, atol=1e-15)
 
 
 def perturbed_params_of(model, seed):

@@ -264,28 +264,27 @@ def bayes_opt(
         w_inc, best = incumbent(post, obs)
         tiny = jnp.finfo(dtype).tiny
 
-        def target_ei(X, mean_t, prior_t, Vt, X_t, cross=None):
-            """Augmented EI [Q] of decisions X [Q, D] from the target-fidelity pieces of
-            their own mixtures (mean_t, prior_t [M], Vt [M, N] at X_t [M, D]), Q = R * M:
-            row r * M + m of X holds mixture m (R fidelity blocks, fidelity-major)."""
-            M, N = X_t.shape[0], Vt.shape[1]
-            R = X.shape[0] // M
-            _, prior_x, Vx = gp.project(post, X, cross)
+        def target_pieces(X_t):
+            """Each mixture's target-fidelity pieces: log EI [M] at the target, Vt [M, N],
+            posterior variance [M] (X_t [M, D] at the target)."""
+            mean_t, prior_t, Vt = gp.project(post, X_t)
             var_t = gp.posterior_variance(prior_t, Vt)
-            var_x = gp.posterior_variance(prior_x, Vx).reshape(R, M)
-            k_xt = jax.vmap(post.kernel.evaluate)(X, jnp.tile(X_t, (R, 1))).reshape(R, M)
-            # broadcast Vt over the blocks (tiling it first lets XLA repeat the product)
-            cov = post.amplitude * k_xt - jnp.sum(Vx.reshape(R, M, N) * Vt[None], axis=-1)
-            corr = cov / jnp.sqrt(jnp.maximum(var_x * var_t[None], tiny))
-            signal = 1.0 - jnp.sqrt(post.noise / (var_x + post.noise))
             mean = post.y_loc + post.y_scale * mean_t
             std = post.y_scale * jnp.sqrt(var_t)
-            values = (
-                acq.log_expected_improvement(mean, std, best)[None]
-                + jnp.log(jnp.clip(corr, tiny, 1.0))
-                + jnp.log(jnp.maximum(signal, tiny))
+            return acq.log_expected_improvement(mean, std, best), Vt, var_t
+
+        def augmented(X, Vx, X_t, pieces):
+            """Augmented log EI [M] of decisions X [M, D] (mixture m of X is row m of X_t) from
+            their ``V`` rows Vx [M, N] and the target pieces of their mixtures."""
+            log_ei_t, Vt, var_t = pieces
+            var_x = gp.posterior_variance(post.amplitude * kernels.diag(post.kernel, X), Vx)
+            k_xt = jax.vmap(post.kernel.evaluate)(X, X_t)
+            cov = post.amplitude * k_xt - jnp.sum(Vx * Vt, axis=-1)
+            corr = cov / jnp.sqrt(jnp.maximum(var_x * var_t, tiny))
+            signal = 1.0 - jnp.sqrt(post.noise / (var_x + post.noise))
+            return (
+                log_ei_t + jnp.log(jnp.clip(corr, tiny, 1.0)) + jnp.log(jnp.maximum(signal, tiny))
             )
-            return values.reshape(R * M)
 
         def value(X):
             if acquisition == "ei":
@@ -293,7 +292,8 @@ def bayes_opt(
                 return acq.log_expected_improvement(mean, jnp.sqrt(var), best)
             X_t = at_target(X[:, :K])
             if acquisition == "target_ei":
-                return target_ei(X, *gp.project(post, X_t), X_t)
+                _, _, Vx = gp.project(post, X)
+                return augmented(X, Vx, X_t, target_pieces(X_t))
             kg = acq.knowledge_gradient(post, X, at_target(w_inc)[None], X_t)
             return jnp.log(kg + tiny)
 
@@ -302,15 +302,20 @@ def bayes_opt(
 
         def score_grid(W, fidelities):
             F, C = fidelities.shape[0], W.shape[0]
-            X, idx = optimize.grid_decisions(W, fidelities)
-            if acquisition != "target_ei":
-                return score(X, idx).reshape(F, C)
-            # each mixture's target-fidelity pieces once, shared by its F fidelities
-            X_t = at_target(W)
-            mean_t, prior_t, Vt = gp.project(post, X_t)
-            cross = gp.grid_cross_covariance(post, W, fidelities)
-            values = target_ei(X, mean_t, prior_t, Vt, X_t, cross)
-            return (values - alpha * log_costs[idx]).reshape(F, C)
+            if acquisition == "target_ei":
+                # each mixture's target pieces once, shared by its F fidelities
+                X_t = at_target(W)
+                pieces = target_pieces(X_t)
+                values = gp.map_grid(
+                    post, W, fidelities, lambda i, X, Ks, Vx: augmented(X, Vx, X_t, pieces)
+                )
+            elif acquisition == "ei":
+                mean, var = gp.grid_predict(post, W, fidelities)
+                values = acq.log_expected_improvement(mean, jnp.sqrt(var), best)
+            else:
+                X, _ = optimize.grid_decisions(W, fidelities)
+                values = value(X).reshape(F, C)
+            return values - alpha * log_costs[:, None]
 
         return score, score_grid
 
