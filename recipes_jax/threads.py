@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["ENV_VAR", "limit_lapack_threads"]
+__all__ = ["ENV_VAR", "apply_environment", "limit_lapack_threads"]
 
 ENV_VAR = "RECIPES_JAX_LAPACK_THREADS"
 
