@@ -27,7 +27,8 @@ def limit_lapack_threads(num_threads: int = 1) -> list[str]:
     Returns the paths of the libraries changed (empty when threadpoolctl is missing or no
     such library is loaded). Loads ``scipy.linalg.cython_lapack`` first, as jaxlib does.
     """
-    if int(num_threads) < 1:
+    num_threads = int(num_threads)
+    if num_threads < 1:
         raise ValueError(f"num_threads must be >= 1; got {num_threads}")
     try:
         import scipy.linalg.cython_lapack  # noqa: F401  (the LAPACK jaxlib's CPU kernels call)
@@ -40,7 +41,7 @@ def limit_lapack_threads(num_threads: int = 1) -> list[str]:
             os.path.dirname(library.filepath)
         ):
             continue
-        library.set_num_threads(int(num_threads))
+        library.set_num_threads(num_threads)
         changed.append(library.filepath)
     return changed
 

@@ -205,6 +205,30 @@ def test_landscape_scores_a_proposal_as_ask_did(world, truth):
     assert rj.random_search(space).landscape is None
 
 
+@pytest.mark.parametrize("acquisition", ["ei", "kg"])
+def test_the_grid_screen_scores_as_the_pointwise_score_for_every_acquisition(
+    world, truth, acquisition
+):
+    """Each acquisition's grid path (one fidelity at a time) gives the value of the pointwise
+    score that refinement uses: the landscape at a proposal equals its score."""
+    space = world.space
+    scales, steps = space.fidelity_grid()
+    strategy = rj.mfms_bo(
+        space, acquisition=acquisition, num_initial=3, fidelities=(scales, steps), **LEAN
+    )
+    with jax.enable_x64(True):
+        ask, tell = jax.jit(strategy.ask), jax.jit(strategy.tell)
+        state = strategy.init(jax.random.key(0))
+        for i in range(4):
+            p, state = ask(state, jax.random.key(i))
+            state = tell(state, p, evaluate(truth, p))
+        p, asked = ask(state, jax.random.key(9))
+        land = jax.jit(strategy.landscape)(state._replace(params=asked.params), p.mixture[None])
+        f = np.flatnonzero((land.scales == p.scale) & (land.steps == p.steps))
+        assert f.shape == (1,) and np.isfinite(p.score)
+        np.testing.assert_allclose(land.acquisition[f[0], 0], p.score, rtol=1e-6)
+
+
 def test_non_finite_values_are_not_learned_from(world):
     with jax.enable_x64(True):
         strategy = shared(world.space, "mfms_bo")

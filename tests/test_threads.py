@@ -1,5 +1,6 @@
 """recipes_jax keeps the LAPACK behind jaxlib's CPU linear algebra single-threaded."""
 
+import json
 import os
 import subprocess
 import sys
@@ -27,8 +28,6 @@ def _blas_threads(env_value):
         [sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    import json
-
     return {path: n for path, n in json.loads(done.stdout.strip().splitlines()[-1])}
 
 

@@ -301,7 +301,6 @@ def bayes_opt(
             return value(X) - alpha * log_costs[idx]
 
         def score_grid(W, fidelities):
-            F, C = fidelities.shape[0], W.shape[0]
             if acquisition == "target_ei":
                 # each mixture's target pieces once, shared by its F fidelities
                 X_t = at_target(W)
@@ -314,7 +313,7 @@ def bayes_opt(
                 values = acq.log_expected_improvement(mean, jnp.sqrt(var), best)
             else:
                 X, _ = optimize.grid_decisions(W, fidelities)
-                values = value(X).reshape(F, C)
+                values = value(X).reshape(fidelities.shape[0], W.shape[0])
             return values - alpha * log_costs[:, None]
 
         return score, score_grid
