@@ -12,7 +12,9 @@ Sections
    subsample of 1,000 (run, step) points; and the *ceiling* of the same interpolant when the
    table is replaced by noise-free truth at the same 454 mixtures (once with the table's runs
    cut short, once complete), which separates what eval noise and truncation cost from what the
-   coverage of mixtures allows.
+   coverage of mixtures allows. Then, at each metric's worst cell, how much of the truth there
+   other scales explain (linearly), and what a plain GP on noise-free truth reaches from that
+   scale's own runs or from seven times as many (the information the table holds there).
 2. RegMix (real runs): built from the 512 training runs at ~1M parameters, predicting the 256
    test mixtures' Pile-CC loss; side by side, a plain ARD GP on raw weights.
 3. Speed: construction time on the 454 non-empty runs; compile time and steady-state
@@ -190,6 +192,54 @@ def ceiling(metrics, n_queries):
     return out
 
 
+def information_limit(paper_results, n_queries):
+    """What the runs can teach at each metric's worst (scale, steps) cell, on noise-free truth.
+
+    - ``shared_r2``: R^2 of the best linear prediction of the truth at that scale from the
+      truth at the other six scales (4,000 Dirichlet(1) mixtures): the most that pooling
+      across scales can explain, even with unlimited runs at the other scales.
+    - ``own_runs_gp``: an ARD RBF GP (:func:`plain_ard_gp`, raw weights) on the noise-free
+      truth at that scale's own run mixtures only, scored on the benchmark's queries.
+    - ``all_runs_gp``: the same GP given the truth at all 454 run mixtures at that scale, what
+      about seven times as many runs at the scale would buy.
+    """
+    table = rj.RunTable.from_paper_pickle(os.path.join(DATA, "surrogate_runs.pkl"), trusted=True)
+    table = table.select_runs(table.mask.any(axis=(1, 2)))
+    world = rj.worlds.paper_mlp(os.path.join(DATA, "paper_surrogate_mlp.npz"))
+    scales = list(world.space.scales)
+    rng = np.random.default_rng(0)
+    queries = {sc: rng.dirichlet(np.ones(5), n_queries) for sc in scales}
+    wide = np.random.default_rng(1).dirichlet(np.ones(5), 4000)
+    out = {}
+    for metric, res in paper_results.items():
+        cell = min(res["simulator"], key=lambda k: res["simulator"][k]["r2"])
+        scale, steps = float(cell.split("M@")[0]), float(cell.split("@")[1])
+        truth = jax.jit(world.truth(metric))
+
+        def at(w, sc, steps=steps, truth=truth):
+            return np.asarray(truth(w, np.full(len(w), sc), np.full(len(w), steps)), np.float64)
+
+        others = np.stack([at(wide, sc) for sc in scales if sc != scale], axis=1)
+        design = np.concatenate([np.ones((len(wide), 1)), others], axis=1)
+        target = at(wide, scale)
+        coef = np.linalg.lstsq(design, target, rcond=None)[0]
+        shared = float(1 - np.var(target - design @ coef) / np.var(target))
+        q, true = queries[scale], at(queries[scale], scale)
+        own = table.mixtures[table.scales == scale]
+        with jax.enable_x64(True):
+            own_pred = plain_ard_gp(own, at(own, scale), q)
+            all_pred = plain_ard_gp(table.mixtures, at(table.mixtures, scale), q)
+        out[metric] = {
+            "cell": cell,
+            "simulator_r2": res["simulator"][cell]["r2"],
+            "shared_r2": shared,
+            "own_runs": len(own),
+            "own_runs_gp": scores(own_pred, true),
+            "all_runs_gp": scores(all_pred, true),
+        }
+    return out
+
+
 def regmix():
     d = os.path.join(DATA, "regmix", "data")
     train = rj.RunTable.from_wide_csvs(
@@ -280,6 +330,16 @@ def print_paper(results):
         print(line)
 
 
+def print_information_limit(results):
+    for metric, v in results.items():
+        print(
+            f"{metric:46s} {v['cell']:>10s}: simulator R2 {v['simulator_r2']:.3f} | "
+            f"linear in other scales R2 {v['shared_r2']:.3f} | GP on its {v['own_runs']} "
+            f"runs R2 {v['own_runs_gp']['r2']:.3f} | GP on 454 runs there R2 "
+            f"{v['all_runs_gp']['r2']:.3f}"
+        )
+
+
 def main():
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -288,8 +348,26 @@ def main():
         "--quick", action="store_true", help="one metric, no reference GP, fewer repeats"
     )
     ap.add_argument("--out", default=os.path.join(HERE, "results", "simulator_fidelity.json"))
+    ap.add_argument(
+        "--information-limit-only",
+        action="store_true",
+        help="rerun only the information-limit section, on the worst cells of the paper-world "
+        "results already in --out, and add it there",
+    )
     args = ap.parse_args()
     warnings.simplefilter("ignore", UserWarning)
+    if args.information_limit_only:
+        with open(args.out) as f:
+            report = json.load(f)
+        report["information_limit"] = information_limit(report["paper_world"], 2000)
+        report["information_limit_command"] = (
+            "python benchmarks/simulator_fidelity.py --information-limit-only"
+        )
+        print_information_limit(report["information_limit"])
+        with open(args.out, "w") as f:
+            json.dump(report, f, indent=1)
+        print(f"\nwrote {os.path.relpath(args.out)}")
+        return
     metrics = METRICS[:1] if args.quick else METRICS
     report = {
         "machine": {
@@ -312,6 +390,10 @@ def main():
                     f"{metric:46s} {label:22s} worst R2 {v['worst_r2']:.3f}  "
                     f"Spearman {v['worst_spearman']:.3f}"
                 )
+    if not args.quick:
+        print("\n== Information limit at each metric's worst cell (noise-free truth) ==")
+        report["information_limit"] = information_limit(report["paper_world"], 2000)
+        print_information_limit(report["information_limit"])
     print("\n== RegMix: 512 training runs (1M) -> 256 test mixtures, Pile-CC loss ==")
     report["regmix"] = regmix()
     rm = report["regmix"]

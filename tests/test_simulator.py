@@ -144,3 +144,27 @@ def test_single_scale_and_single_step_tables_work(layout, rng):
     pred = np.asarray(sim(q, m, s))
     assert np.isfinite(pred).all()
     assert np.corrcoef(pred, f(q, m, s))[0, 1] > 0.95
+
+
+def test_regmix_simulator_predicts_held_out_mixtures():
+    # Real runs: 512 training mixtures over 17 Pile domains -> the 256 test mixtures. Guards
+    # the interpolant's hyperparameter fit: a line search that stalled at its start once
+    # dropped this to R^2 0.76 without any other test noticing.
+    from scipy.stats import spearmanr
+
+    from .conftest import data_file
+
+    d = data_file("regmix", "data")
+    train = rj.RunTable.from_wide_csvs(
+        d / "train_mixture_1m.csv", d / "train_pile_loss_1m.csv", scale="1M", step=1
+    )
+    test = rj.RunTable.from_wide_csvs(
+        d / "test_mixture_1m.csv", d / "test_pile_loss_1m.csv", scale="1M", step=1
+    )
+    metric = "metric/the_pile_pile_cc_val_loss"
+    sim = rj.Simulator(train, metric)
+    pred = np.asarray(sim(test.mixtures, 1.0, 1), np.float64)
+    true = test.curve(metric)[0][:, 0]
+    r2 = 1 - np.mean((pred - true) ** 2) / np.var(true)
+    assert r2 >= 0.97, r2  # issue 2's goal; measured 0.989
+    assert spearmanr(pred, true)[0] >= 0.99
