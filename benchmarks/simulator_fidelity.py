@@ -41,6 +41,7 @@ from scipy.stats import spearmanr
 
 import recipes_jax as rj
 from recipes_jax import gp
+from recipes_jax.atomic import atomic_write
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.environ.get("RECIPES_JAX_DATA", os.path.join(HERE, "..", "..", "shared", "data"))
@@ -58,6 +59,19 @@ def r2(pred, true):
 
 def scores(pred, true):
     return {"r2": r2(pred, true), "spearman": float(spearmanr(pred, true)[0])}
+
+
+def query_mixtures(scales, n_queries):
+    """The test mixtures of every paper-world section: {scale: [n_queries, 5] Dirichlet(1)}."""
+    rng = np.random.default_rng(0)
+    return {sc: rng.dirichlet(np.ones(5), n_queries) for sc in scales}
+
+
+def write_report(path, report):
+    """Write the JSON report atomically (a crash mid-write keeps the previous results)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    data = json.dumps(report, indent=1).encode()
+    atomic_write(path, lambda f: f.write(data), prefix=".simulator_fidelity.")
 
 
 # ---------------------------------------------------------------------------- reference GP
@@ -91,8 +105,7 @@ def plain_ard_gp(X, y, Xq, *, seed=0):
 def paper_world(metrics, n_queries, reference: bool):
     table = rj.RunTable.from_paper_pickle(os.path.join(DATA, "surrogate_runs.pkl"), trusted=True)
     world = rj.worlds.paper_mlp(os.path.join(DATA, "paper_surrogate_mlp.npz"))
-    rng = np.random.default_rng(0)
-    queries = {m: rng.dirichlet(np.ones(5), n_queries) for m in world.space.scales}
+    queries = query_mixtures(world.space.scales, n_queries)
     results = {}
     for metric in metrics:
         t0 = time.perf_counter()
@@ -155,8 +168,7 @@ def ceiling(metrics, n_queries):
     w = np.repeat(table.mixtures, S, axis=0)
     m = np.repeat(table.scales, S)
     s = np.tile(table.steps.astype(np.float64), R)
-    rng = np.random.default_rng(0)
-    queries = {sc: rng.dirichlet(np.ones(5), n_queries) for sc in world.space.scales}
+    queries = query_mixtures(world.space.scales, n_queries)
     out = {}
     for metric in metrics:
         with jax.enable_x64(True):
@@ -207,8 +219,7 @@ def information_limit(paper_results, n_queries):
     table = table.select_runs(table.mask.any(axis=(1, 2)))
     world = rj.worlds.paper_mlp(os.path.join(DATA, "paper_surrogate_mlp.npz"))
     scales = list(world.space.scales)
-    rng = np.random.default_rng(0)
-    queries = {sc: rng.dirichlet(np.ones(5), n_queries) for sc in scales}
+    queries = query_mixtures(scales, n_queries)
     wide = np.random.default_rng(1).dirichlet(np.ones(5), 4000)
     out = {}
     for metric, res in paper_results.items():
@@ -364,8 +375,7 @@ def main():
             "python benchmarks/simulator_fidelity.py --information-limit-only"
         )
         print_information_limit(report["information_limit"])
-        with open(args.out, "w") as f:
-            json.dump(report, f, indent=1)
+        write_report(args.out, report)
         print(f"\nwrote {os.path.relpath(args.out)}")
         return
     metrics = METRICS[:1] if args.quick else METRICS
@@ -417,9 +427,7 @@ def main():
             f"{row['batch']:10,d} {row['compile_s']:10.2f} {row['median_s'] * 1e3:10.2f} "
             f"{row['queries_per_s']:14,.0f}"
         )
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(report, f, indent=1)
+    write_report(args.out, report)
     print(f"\nwrote {os.path.relpath(args.out)}")
 
 
