@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, PartitionSpec
 
+from recipes_jax import batching
 from recipes_jax.strategies.base import LearningCurve, Proposal, Strategy
 
 __all__ = [
@@ -259,6 +260,10 @@ def _mesh(num_devices: int) -> Mesh:
 def _sweep_fn(
     strategy, treedef, static, num_asks, num_devices, batch_size, key_impl, with_progress
 ):
+    # several CPU devices share one intra-op thread pool: no batched LAPACK calls there
+    # (see recipes_jax.batching), so seeds, fit starts and line-search points are looped
+    sequential = num_devices > 1 and jax.default_backend() == "cpu"
+
     def local(dynamic, budget, key_data, noise_sd):
         # this device's seeds, batch_size at a time: every seed runs in a vmap of the same
         # width whatever the device count, so results do not depend on how seeds are sharded
@@ -267,7 +272,8 @@ def _sweep_fn(
             strategy, treedef, static, num_asks, with_progress, dynamic, budget, k, noise_sd
         )
         chunks = keys.reshape(-1, batch_size)
-        traces = jax.lax.map(jax.vmap(one), chunks)
+        with batching.sequential_batches(sequential):
+            traces = jax.lax.map(lambda chunk: batching.batch_map(one, chunk), chunks)
         return jax.tree_util.tree_map(
             lambda a: a.reshape(a.shape[0] * a.shape[1], *a.shape[2:]), traces
         )
@@ -362,10 +368,17 @@ def sweep(
     Seeds are padded to a multiple of ``devices * batch_size`` and the padding dropped. Each
     seed's trace depends only on its key, ``batch_size`` and the device count: on one device,
     the same ``batch_size`` gives the same bits whatever the number of seeds. Across device
-    counts, random search and Hyperband traces are bit for bit identical; GP strategies agree
-    to ~1e-14 (XLA compiles the partitioned program with different rounding in the last
-    bits), and so do different batch widths and :func:`run_campaign`. In a long model-based
-    campaign such last-bit differences can steer later proposals apart.
+    counts, random search and Hyperband traces are bit for bit identical; GP strategies make
+    the same runs with values agreeing to ~1e-11 (12-ask sweeps of every GP strategy, 1 vs 4
+    CPU devices: at most 6e-12). The rounding differs because XLA simplifies a partitioned
+    program in another order, and several CPU devices loop where one device vmaps (below);
+    different batch widths and :func:`run_campaign` differ the same way. In a long
+    model-based campaign such last-bit differences can steer later proposals apart.
+
+    On several CPU devices, each device loops over its seeds (and a GP strategy over its fit
+    starts and line-search points) instead of vmapping them: the devices share one thread
+    pool, and jaxlib's batched CPU LAPACK kernels waiting on it deadlocked (see
+    :mod:`recipes_jax.batching`). One device, GPUs and TPUs vmap as usual.
 
     Several hosts: start every process with ``jax.distributed.initialize(...)`` and call
     ``sweep`` with the same arguments (same keys) in each; seeds are sharded over every global

@@ -23,7 +23,7 @@ import jax.flatten_util
 import jax.numpy as jnp
 import optax
 
-from recipes_jax import kernels
+from recipes_jax import batching, kernels
 from recipes_jax.bounds import bounded, unbounded
 
 __all__ = [
@@ -662,7 +662,17 @@ class GP:
         start. Returns ``(params, loss)`` of the
         best start. Jittable (static config); no data-dependent loops, so vmappable cheaply.
         """
-        return _fit(self, obs, key, init, num_starts, method, max_steps, start_spread)
+        return _fit(
+            self,
+            obs,
+            key,
+            init,
+            num_starts,
+            method,
+            max_steps,
+            start_spread,
+            batching.is_sequential(),
+        )
 
 
 _LOG_AMPLITUDE = (math.log(1e-2), math.log(1e2))
@@ -671,8 +681,15 @@ _LOG_AMPLITUDE = (math.log(1e-2), math.log(1e2))
 FLOAT32_NOISE_FLOOR = 1e-4
 
 
-@partial(jax.jit, static_argnums=(0, 4, 5, 6))
-def _fit(gp, obs, key, init, num_starts, method, max_steps, start_spread):
+@partial(jax.jit, static_argnums=(0, 4, 5, 6, 8))
+def _fit(gp, obs, key, init, num_starts, method, max_steps, start_spread, sequential):
+    # ``sequential`` is static so that a trace made inside ``batching.sequential_batches``
+    # is never reused outside it (and the other way round)
+    with batching.sequential_batches(sequential):
+        return _fit_starts(gp, obs, key, init, num_starts, method, max_steps, start_spread)
+
+
+def _fit_starts(gp, obs, key, init, num_starts, method, max_steps, start_spread):
     dtype = obs.y.dtype
     defaults = gp.init(dtype)
     flat_default, unravel = jax.flatten_util.ravel_pytree(defaults)
@@ -691,7 +708,7 @@ def _fit(gp, obs, key, init, num_starts, method, max_steps, start_spread):
         run = lambda p: minimize_adam(loss, p, max_steps=max_steps)
     else:
         raise ValueError(f"unknown fit method {method!r}; use 'lbfgs' or 'adam'")
-    params, values = jax.vmap(run)(starts)
+    params, values = batching.batch_map(run, starts)
     best = jnp.argmin(values)
     return unravel(params[best]), values[best]
 
@@ -720,7 +737,7 @@ def minimize_lbfgs_scan(
         d, state = direction.update(g, state, p)
         candidates = p[None, :] - steps[:, None] * d[None, :]
         # values only along the line (no gradients: a Cholesky each), then one gradient
-        fs = jax.vmap(safe_loss)(candidates)
+        fs = batching.batch_map(safe_loss, candidates)
         best = jnp.argmin(fs)
         better = fs[best] < f
         p = jnp.where(better, candidates[best], p)

@@ -228,6 +228,50 @@ def test_sweep_shards_seeds_over_devices_with_the_same_results(tmp_path):
     assert max(out["mfms_bo"]) < 1e-12, out["mfms_bo"]
 
 
+REALISTIC_MULTI_DEVICE = textwrap.dedent(
+    """
+    import json, jax, numpy as np, recipes_jax as rj
+    world = rj.worlds.default()
+    truth = world.truth("eval/RedPajamaStackExchange/CrossEntropyLoss")
+    keys = jax.random.split(jax.random.key(5), 4)
+    with jax.enable_x64(True):
+        strategy = rj.single_fidelity_bo(world.space, num_candidates=256, recommend_candidates=256)
+        two = rj.sweep(strategy, truth, 3.0, keys, num_asks=6, batch_size=2)
+        one = rj.sweep(strategy, truth, 3.0, keys, num_asks=6, devices=1, batch_size=2)
+    print(json.dumps({
+        "same_runs": bool(np.array_equal(one.proposals.scale, two.proposals.scale)
+                          and np.array_equal(one.proposals.steps, two.proposals.steps)),
+        "recommendation": float(np.max(np.abs(np.asarray(one.recommendation)
+                                              - np.asarray(two.recommendation)))),
+    }))
+    """
+)
+
+
+def test_sweep_of_a_full_size_gp_on_two_cpu_devices_does_not_hang():
+    """A GP strategy at a realistic size (a 256-candidate single-fidelity BO, whose Cholesky
+    factors are large enough for jaxlib to split batches over its thread pool) on 2 CPU
+    devices. Before the per-device loop over seeds, fit starts and line-search points
+    (recipes_jax.batching) this deadlocked; the timeout turns a regression into a failure."""
+    env = dict(
+        os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu"
+    )
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", REALISTIC_MULTI_DEVICE],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("a 2-device sweep of single_fidelity_bo hung (jaxlib LAPACK deadlock)")
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["same_runs"], "2 devices chose other runs than 1 device"
+    assert out["recommendation"] < 1e-9, out
+
+
 #: LEAN search settings plus a 3-run initial design, so 6 asks reach the GP
 TINY_MFMS = {**LEAN, "num_initial": 3}
 
