@@ -265,8 +265,8 @@ def _sweep_fn(
     sequential = num_devices > 1 and jax.default_backend() == "cpu"
 
     def local(dynamic, budget, key_data, noise_sd):
-        # this device's seeds, batch_size at a time: every seed runs in a vmap of the same
-        # width whatever the device count, so results do not depend on how seeds are sharded
+        # this device's seeds, batch_size at a time: a vmap of the same width whatever the
+        # device count (a loop on several CPU devices), so sharding does not change the runs
         keys = jax.random.wrap_key_data(key_data, impl=key_impl)
         one = lambda k: _campaign(
             strategy, treedef, static, num_asks, with_progress, dynamic, budget, k, noise_sd

@@ -207,19 +207,30 @@ MULTI_DEVICE = textwrap.dedent(
 )
 
 
-def test_sweep_shards_seeds_over_devices_with_the_same_results(tmp_path):
+def _run_on_cpu_devices(script: str, num_devices: int, timeout: float) -> dict:
+    """Run ``script`` in a fresh process that sees ``num_devices`` CPU devices; returns the
+    JSON object on its last output line. Past ``timeout`` seconds the test fails (a hang)."""
     env = dict(
-        os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu"
+        os.environ,
+        XLA_FLAGS=f"--xla_force_host_platform_device_count={num_devices}",
+        JAX_PLATFORMS="cpu",
     )
-    done = subprocess.run(
-        [sys.executable, "-c", MULTI_DEVICE],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", script],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"a script on {num_devices} CPU devices ran past {timeout} s: hung?")
     assert done.returncode == 0, done.stderr[-3000:]
-    out = json.loads(done.stdout.strip().splitlines()[-1])
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_sweep_shards_seeds_over_devices_with_the_same_results(tmp_path):
+    out = _run_on_cpu_devices(MULTI_DEVICE, 4, timeout=600)
     for name in ("hyperband", "mfms_bo"):
         assert out[name + "_shape"] == [7, 6]
         assert out[name + "_discrete"], f"{name}: 4 devices chose other runs than 1 device"
@@ -253,21 +264,7 @@ def test_sweep_of_a_full_size_gp_on_two_cpu_devices_does_not_hang():
     factors are large enough for jaxlib to split batches over its thread pool) on 2 CPU
     devices. Before the per-device loop over seeds, fit starts and line-search points
     (recipes_jax.batching) this deadlocked; the timeout turns a regression into a failure."""
-    env = dict(
-        os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu"
-    )
-    try:
-        done = subprocess.run(
-            [sys.executable, "-c", REALISTIC_MULTI_DEVICE],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-    except subprocess.TimeoutExpired:
-        pytest.fail("a 2-device sweep of single_fidelity_bo hung (jaxlib LAPACK deadlock)")
-    assert done.returncode == 0, done.stderr[-3000:]
-    out = json.loads(done.stdout.strip().splitlines()[-1])
+    out = _run_on_cpu_devices(REALISTIC_MULTI_DEVICE, 2, timeout=300)
     assert out["same_runs"], "2 devices chose other runs than 1 device"
     assert out["recommendation"] < 1e-9, out
 
