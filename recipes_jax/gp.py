@@ -225,7 +225,8 @@ def minimize(
     Returns ``(params, loss)`` at the best point seen. Jittable.
 
     Do not ``vmap`` it over starts: under ``vmap`` XLA:CPU (jax 0.10.2, optax 0.2.8) was seen
-    to never finish; :func:`minimize_from_starts` runs starts one after another instead. A
+    to never finish (likely the batched-LAPACK deadlock described in
+    :mod:`recipes_jax.batching`); :func:`minimize_from_starts` runs starts one after another. A
     backtracking line search (which vmaps) stalled at the start on RegMix's 17-domain
     simulator fit (REML 0.10 instead of -1.45, test R^2 0.76 instead of 0.99).
     """
@@ -651,16 +652,17 @@ class GP:
     ) -> tuple[dict, jax.Array]:
         """Fit hyperparameters by maximizing the (restricted) marginal likelihood plus priors.
 
-        Multi-start, vmapped: start 0 is ``init`` (warm start from the previous fit) or the
-        defaults; the other ``num_starts - 1`` add N(0, ``start_spread``^2) noise to the
-        unconstrained defaults. ``method``: "lbfgs" (:func:`minimize_lbfgs_scan`, the default)
-        or "adam" (optax Adam, lr 0.05). Measured in benchmarks/gp_fit.py (4 cold starts):
-        at n = 100 L-BFGS reaches the optimum in 20 steps / 57 ms, Adam in 100-200 steps /
-        217-387 ms; at n = 200 L-BFGS is within 0.003 of it in 20 steps / 269 ms but needs 80
-        steps / 1.0 s for the rest, where Adam's 100 steps / 745 ms get there. Warm-started
-        refits need only a few steps, which favours L-BFGS. ``max_steps``: iterations per
-        start. Returns ``(params, loss)`` of the
-        best start. Jittable (static config); no data-dependent loops, so vmappable cheaply.
+        Multi-start, vmapped (looped inside :func:`recipes_jax.batching.sequential_batches`):
+        start 0 is ``init`` (warm start from the previous fit) or the defaults; the other
+        ``num_starts - 1`` add N(0, ``start_spread``^2) noise to the unconstrained defaults.
+        ``method``: "lbfgs" (:func:`minimize_lbfgs_scan`, the default) or "adam" (optax Adam,
+        lr 0.05). Measured in benchmarks/gp_fit.py (4 cold starts): at n = 100 L-BFGS reaches
+        the optimum in 20 steps / 57 ms, Adam in 100-200 steps / 217-387 ms; at n = 200 L-BFGS
+        is within 0.003 of it in 20 steps / 269 ms but needs 80 steps / 1.0 s for the rest,
+        where Adam's 100 steps / 745 ms get there. Warm-started refits need only a few steps,
+        which favours L-BFGS. ``max_steps``: iterations per start. Returns ``(params, loss)``
+        of the best start. Jittable (static config); no data-dependent loops, so vmappable
+        cheaply.
         """
         return _fit(
             self,
@@ -722,10 +724,10 @@ def minimize_lbfgs_scan(
 ) -> tuple[jax.Array, jax.Array]:
     """Minimize ``loss`` with optax's L-BFGS direction (``optax.scale_by_lbfgs``) and a
     fixed-size parallel line search: each step evaluates the loss at ``step_sizes`` along the
-    direction at once (vmap) and moves to the best if it improves. A fixed-length
-    ``lax.scan`` with no data-dependent loops, so it stays fast under ``vmap`` (multi-start,
-    seeds): optax's while-loop line searches, batched, ran 20-70x slower than unbatched on
-    XLA:CPU (jax 0.10.2). Returns the best ``(params, loss)``.
+    direction at once (:func:`recipes_jax.batching.batch_map`) and moves to the best if it
+    improves. A fixed-length ``lax.scan`` with no data-dependent loops, so it stays fast under
+    ``vmap`` (multi-start, seeds): optax's while-loop line searches, batched, ran 20-70x slower
+    than unbatched on XLA:CPU (jax 0.10.2). Returns the best ``(params, loss)``.
     """
     safe_loss = lambda p: jnp.nan_to_num(loss(p), nan=jnp.inf, posinf=jnp.inf)
     value_and_grad = jax.value_and_grad(safe_loss)
