@@ -49,6 +49,10 @@ VARIANTS = {
         "10 Adam steps polishing the recommendation instead of 50",
         dict(recommend_refine_steps=10),
     ),
+    "refit_2x15": (
+        "heavier refit per ask: warm start + 1 random start, 15 L-BFGS steps each",
+        dict(fit_starts=2, fit_steps=15),
+    ),
     "capacity_320": ("320-row observation buffer (no eviction; slower)", dict(capacity=320)),
 }
 

@@ -6,13 +6,13 @@ product kernel) to n observations of a synthetic multi-fidelity mixture problem
 (``problems.make_problem``), then maximize LogEI per unit cost over 21 fidelities.
 
 - recipes_jax: ``GP.fit`` warm-started from the previous iteration's hyperparameters (here a
-  thorough fit at n - 1 observations, as a campaign's tracked optimum), ``num_starts`` vmapped
-  starts of ``fit_steps`` L-BFGS steps (default 2 x 15; a "lean" 1 x 10, what the benchmark
-  campaigns use, is timed too, and the loss each reaches is printed next to a thorough 8 x 100
-  cold fit at n); then ``optimize.maximize``: 4,096 candidate mixtures x 21 fidelities,
-  screened one fidelity at a time (``gp.grid_predict``; "flat_screen" times the screen of all
-  86,016 at once, with the 2 x 15 refit), top 8 refined by 30 Adam steps. One jitted
-  function; the observation buffer has static capacity (the next power of two above n, at
+  thorough fit at n - 1 observations, as a campaign's tracked optimum), ``num_starts`` starts
+  (looped on CPU) of ``fit_steps`` L-BFGS steps (default 2 x 15; a "lean" 1 x 10, what the
+  benchmark campaigns use, is timed too, and the loss each reaches is printed next to a
+  thorough 8 x 100 cold fit at n); then ``optimize.maximize``: 4,096 candidate mixtures x 21
+  fidelities, screened one fidelity at a time (``gp.grid_predict``; "flat_screen" times the
+  screen of all 86,016 at once, with the 2 x 15 refit), top 8 refined by 30 Adam steps. One
+  jitted function; the observation buffer has static capacity (the next power of two above n, at
   least 64), compiled once per size.
 - BoTorch (``botorch_peer.iteration``, when torch + botorch are installed): SingleTaskGP +
   fit_gpytorch_mll from its defaults, LogExpectedImprovement, optimize_acqf per fidelity with
@@ -157,7 +157,7 @@ def main(argv=None):
     parser.add_argument("--sizes", type=int, nargs="+", default=[50, 200, 500])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--botorch-repeats", type=int, default=3)
-    parser.add_argument("--starts", type=int, default=2, help="vmapped fit starts")
+    parser.add_argument("--starts", type=int, default=2, help="fit starts")
     parser.add_argument("--fit-steps", type=int, default=15, help="L-BFGS steps per start")
     parser.add_argument(
         "--lean",

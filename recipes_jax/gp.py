@@ -23,7 +23,7 @@ import jax.flatten_util
 import jax.numpy as jnp
 import optax
 
-from recipes_jax import batching, kernels
+from recipes_jax import batching, kernels, linalg
 from recipes_jax.bounds import bounded, unbounded
 
 __all__ = [
@@ -57,14 +57,6 @@ __all__ = [
 ]
 
 
-def _cholesky(K: jax.Array) -> jax.Array:
-    """Lower Cholesky factor from K's lower triangle (NaN on failure). Our Gram matrices are
-    symmetric by construction; ``jnp.linalg.cholesky`` would average K with its transpose
-    first, and XLA fuses that transpose into the Gram's producer, computing every kernel
-    entry twice."""
-    return jax.lax.linalg.cholesky(K, symmetrize_input=False)
-
-
 def _jitter_search(K: jax.Array, max_tries: int) -> tuple[jax.Array, jax.Array]:
     scale = jnp.maximum(jnp.mean(jnp.diag(K)), jnp.finfo(K.dtype).tiny)
     eye = jnp.eye(K.shape[-1], dtype=K.dtype)
@@ -76,10 +68,10 @@ def _jitter_search(K: jax.Array, max_tries: int) -> tuple[jax.Array, jax.Array]:
     def body(carry):
         _, jitter, tries = carry
         jitter = jnp.where(jitter == 0, 1e-10 * scale, 10.0 * jitter)
-        return _cholesky(K + jitter * eye), jitter, tries + 1
+        return linalg.cholesky(K + jitter * eye), jitter, tries + 1
 
     zero = jnp.zeros((), K.dtype)
-    L, jitter, _ = jax.lax.while_loop(cond, body, (_cholesky(K), zero, 0))
+    L, jitter, _ = jax.lax.while_loop(cond, body, (linalg.cholesky(K), zero, 0))
     return L, jitter
 
 
@@ -156,32 +148,33 @@ def reml_nll(
     return nll, {"L": L, "alpha": alpha, "beta": beta}
 
 
+def _normal_matrix(H: jax.Array, KiH: jax.Array) -> jax.Array:
+    return H.T @ KiH + 1e-8 * jnp.eye(H.shape[1], dtype=H.dtype)
+
+
 @jax.custom_vjp
 def _restricted_nll(C: jax.Array, z: jax.Array, H: jax.Array) -> jax.Array:
     # value only (line-search trials): one Cholesky and vector solves, no explicit inverse
-    L = _cholesky(C)
-    solve = lambda b: jax.scipy.linalg.cho_solve((L, True), b)
+    L = linalg.cholesky(C)
     nll = jnp.sum(jnp.log(jnp.diag(L)))
     if H.shape[1]:
-        KiH = solve(H)
-        A = H.T @ KiH + 1e-8 * jnp.eye(H.shape[1], dtype=H.dtype)
-        z = z - H @ jnp.linalg.solve(A, KiH.T @ z)
-        nll = nll + 0.5 * jnp.linalg.slogdet(A)[1]
-    nll = nll + 0.5 * jnp.dot(z, solve(z))
+        KiH = linalg.cho_solve(L, H)
+        beta, logdet = linalg.small_spd_solve(_normal_matrix(H, KiH), KiH.T @ z)
+        z = z - H @ beta
+        nll = nll + 0.5 * logdet
+    nll = nll + 0.5 * jnp.dot(z, linalg.cho_solve(L, z))
     return jnp.where(jnp.isfinite(nll), nll, jnp.inf)
 
 
 def _restricted_nll_fwd(C, z, H):
-    L = _cholesky(C)
-    # C^-1 by two triangular solves: with scipy's OpenBLAS on one thread (recipes_jax.threads)
-    # it is about as fast as L^-1 then L^-T L^-1 (CPU, float64, N = 256 and 512)
-    P = jax.scipy.linalg.cho_solve((L, True), jnp.eye(C.shape[0], dtype=C.dtype))
+    L = linalg.cholesky(C)
+    P = linalg.inverse_from_cholesky(L)
     nll = jnp.sum(jnp.log(jnp.diag(L)))
     if H.shape[1]:
         KiH = P @ H
-        A = H.T @ KiH + 1e-8 * jnp.eye(H.shape[1], dtype=H.dtype)
-        P = P - KiH @ jnp.linalg.solve(A, KiH.T)
-        nll = nll + 0.5 * jnp.linalg.slogdet(A)[1]
+        correction, logdet = linalg.small_spd_solve(_normal_matrix(H, KiH), KiH.T)
+        P = P - KiH @ correction
+        nll = nll + 0.5 * logdet
     Pz = P @ z
     nll = nll + 0.5 * jnp.dot(z, Pz)
     nll = jnp.where(jnp.isfinite(nll), nll, jnp.inf)
@@ -594,19 +587,6 @@ class GP:
         loc, scale = standardization(obs) if fixed is None else fixed
         return jnp.where(obs.mask, (obs.y - loc) / scale, 0.0), loc, scale
 
-    def _solve(self, params, obs, z):
-        kernel, amplitude, noise = self.hyperparameters(params)
-        K = amplitude * kernels.gram(kernel, obs.x, obs.x)
-        H = mean_basis(obs.x, self._num_mean_coefficients())
-        nll, aux = reml_nll(
-            K,
-            jnp.full(obs.mask.shape, noise, K.dtype),
-            z,
-            obs.mask,
-            H if H.shape[1] else None,
-        )
-        return nll, aux, (kernel, amplitude, noise)
-
     def loss(self, params: dict, obs: Observations) -> jax.Array:
         """Negative log posterior of the hyperparameters per valid observation: restricted
         marginal likelihood of the standardized targets plus priors (constants dropped)."""
@@ -632,12 +612,21 @@ class GP:
         valid observations), e.g. to add fantasy observations without changing units.
         """
         z, loc, scale = self._standardized(obs, standardization)
-        _, aux, (kernel, amplitude, noise) = self._solve(params, obs, z)
-        eye = jnp.eye(obs.capacity, dtype=aux["L"].dtype)
-        L_inv = jax.scipy.linalg.solve_triangular(aux["L"], eye, lower=True)
-        return Posterior(
-            kernel, amplitude, noise, obs.x, obs.mask, L_inv, aux["alpha"], aux["beta"], loc, scale
-        )
+        kernel, amplitude, noise = self.hyperparameters(params)
+        K = amplitude * kernels.gram(kernel, obs.x, obs.x)
+        noise_diag = jnp.full(obs.mask.shape, noise, K.dtype)
+        L, _ = cholesky_with_jitter(masked_gram(K, noise_diag, obs.mask))
+        # every solve through L^-1 (matrix products): no LAPACK call beyond the Cholesky
+        L_inv = linalg.triangular_inverse(L)
+        H = jnp.where(obs.mask[:, None], mean_basis(obs.x, self._num_mean_coefficients()), 0.0)
+        beta = jnp.zeros((H.shape[1],), K.dtype)
+        if H.shape[1]:
+            # generalized least squares for the mean coefficients, as in reml_nll
+            V_H = L_inv @ H
+            A = V_H.T @ V_H + 1e-8 * jnp.eye(H.shape[1], dtype=H.dtype)
+            beta, _ = linalg.small_spd_solve(A, V_H.T @ (L_inv @ z))
+        alpha = jnp.where(obs.mask, L_inv.T @ (L_inv @ (z - H @ beta)), 0.0)
+        return Posterior(kernel, amplitude, noise, obs.x, obs.mask, L_inv, alpha, beta, loc, scale)
 
     def fit(
         self,
@@ -652,9 +641,9 @@ class GP:
     ) -> tuple[dict, jax.Array]:
         """Fit hyperparameters by maximizing the (restricted) marginal likelihood plus priors.
 
-        Multi-start, vmapped (looped inside :func:`recipes_jax.batching.sequential_batches`):
-        start 0 is ``init`` (warm start from the previous fit) or the defaults; the other
-        ``num_starts - 1`` add N(0, ``start_spread``^2) noise to the unconstrained defaults.
+        Multi-start: start 0 is ``init`` (warm start from the previous fit) or the defaults;
+        the other ``num_starts - 1`` add N(0, ``start_spread``^2) noise to the unconstrained
+        defaults.
         ``method``: "lbfgs" (:func:`minimize_lbfgs_scan`, the default) or "adam" (optax Adam,
         lr 0.05). Measured in benchmarks/gp_fit.py (4 cold starts): at n = 100 L-BFGS reaches
         the optimum in 20 steps / 57 ms, Adam in 100-200 steps / 217-387 ms; at n = 200 L-BFGS
@@ -663,6 +652,12 @@ class GP:
         which favours L-BFGS. ``max_steps``: iterations per start. Returns ``(params, loss)``
         of the best start. Jittable (static config); no data-dependent loops, so vmappable
         cheaply.
+
+        Starts and line-search points are vmapped on GPU and TPU and looped on CPU (and inside
+        :func:`recipes_jax.batching.sequential_batches`): LAPACK takes one matrix per call on
+        CPU anyway (:mod:`recipes_jax.linalg`), and looping the whole loss around it was
+        faster there (timed side by side on the ``benchmarks/ask_latency.py`` data, 2 cores:
+        1 x 10 refit at n = 500, 157 ms looped vs 266 ms vmapped; 2 x 15, 516 vs 863 ms).
         """
         return _fit(
             self,
@@ -673,7 +668,7 @@ class GP:
             method,
             max_steps,
             start_spread,
-            batching.is_sequential(),
+            batching.is_sequential() or jax.default_backend() == "cpu",
         )
 
 
@@ -723,11 +718,12 @@ def minimize_lbfgs_scan(
     step_sizes: tuple[float, ...] = (1.0, 0.3, 0.05),
 ) -> tuple[jax.Array, jax.Array]:
     """Minimize ``loss`` with optax's L-BFGS direction (``optax.scale_by_lbfgs``) and a
-    fixed-size parallel line search: each step evaluates the loss at ``step_sizes`` along the
-    direction at once (:func:`recipes_jax.batching.batch_map`) and moves to the best if it
-    improves. A fixed-length ``lax.scan`` with no data-dependent loops, so it stays fast under
-    ``vmap`` (multi-start, seeds): optax's while-loop line searches, batched, ran 20-70x slower
-    than unbatched on XLA:CPU (jax 0.10.2). Returns the best ``(params, loss)``.
+    fixed-size line search: each step evaluates the loss at every one of ``step_sizes`` along
+    the direction (:func:`recipes_jax.batching.batch_map`: vmapped, or looped as
+    :meth:`GP.fit` does on CPU) and moves to the best if it improves. A fixed-length
+    ``lax.scan`` with no data-dependent loops, so it stays fast under ``vmap`` (multi-start,
+    seeds): optax's while-loop line searches, batched, ran 20-70x slower than unbatched on
+    XLA:CPU (jax 0.10.2). Returns the best ``(params, loss)``.
     """
     safe_loss = lambda p: jnp.nan_to_num(loss(p), nan=jnp.inf, posinf=jnp.inf)
     value_and_grad = jax.value_and_grad(safe_loss)

@@ -41,28 +41,37 @@ def test_sequential_batches_nests_and_restores_after_an_error():
     assert not batching.is_sequential()
 
 
-def test_gp_fit_loops_over_starts_inside_sequential_batches_with_the_same_fit():
-    """The fit's starts and line-search points are looped, not vmapped, and a trace made in
-    one mode is not reused in the other (the mode is a static argument of the jitted fit)."""
+def test_gp_fit_loops_over_starts_on_cpu_with_the_same_fit_as_vmapped():
+    """On CPU the fit loops over its starts and line-search points (inside
+    ``sequential_batches`` too); the vmapped path (GPU, TPU) gives the same fit, and a trace
+    made in one mode is not reused in the other (the mode is a static argument)."""
     rng = np.random.default_rng(0)
     x = np.concatenate([rng.dirichlet(np.ones(3), 12), rng.uniform(size=(12, 2))], axis=1)
     y = np.sin(3 * x[:, 0]) + x[:, 3]
+    key = jax.random.key(1)
     with jax.enable_x64(True):
         model = gp.GP(kernels.paper_kernel(), 3)
         obs = gp.observations(jnp.asarray(x), jnp.asarray(y), 16)
 
         def fit():
-            return model.fit(obs, jax.random.key(1), num_starts=3, max_steps=5)
+            return model.fit(obs, key, num_starts=3, max_steps=5)
+
+        def fit_vmapped():
+            return gp._fit(model, obs, key, None, 3, "lbfgs", 5, 1.0, False)
 
         # a new function for each make_jaxpr: it caches its trace by function
-        vmapped = fit()
-        batched_jaxpr = str(jax.make_jaxpr(lambda: fit())())
+        looped = fit()
+        looped_jaxpr = str(jax.make_jaxpr(lambda: fit())())
+        vmapped = fit_vmapped()
+        vmapped_jaxpr = str(jax.make_jaxpr(lambda: fit_vmapped())())
         with batching.sequential_batches():
-            looped = fit()
-            looped_jaxpr = str(jax.make_jaxpr(lambda: fit())())
+            inside = fit()
+            inside_jaxpr = str(jax.make_jaxpr(lambda: fit())())
         again = fit()
+    assert jax.default_backend() == "cpu"
     # 3 starts (and 3 line-search points) of 16 x 16 Gram matrices: one batch, or one at a time
-    assert "f64[3,16,16]" in batched_jaxpr
-    assert "f64[3,16,16]" not in looped_jaxpr and "cholesky" in looped_jaxpr
+    assert "f64[3,16,16]" in vmapped_jaxpr
+    for jaxpr in (looped_jaxpr, inside_jaxpr):
+        assert "f64[3,16,16]" not in jaxpr and "cholesky" in jaxpr
     np.testing.assert_allclose(looped[1], vmapped[1], rtol=1e-9)
-    assert again[1] == vmapped[1]
+    assert inside[1] == looped[1] and again[1] == looped[1]

@@ -207,6 +207,30 @@ MULTI_DEVICE = textwrap.dedent(
 )
 
 
+def test_a_sweep_of_every_gp_strategy_makes_no_batched_lapack_call(world, truth):
+    """jaxlib 0.10 can deadlock when two batched LAPACK calls run at once, even on one device
+    (recipes_jax.linalg): in a vmapped campaign every Cholesky and triangular solve must hold
+    a single matrix."""
+    from tests.test_linalg import _lapack_operand_shapes
+
+    space = world.space
+    strategies = [shared(space, n) for n in ("single_fidelity_bo", "mf_bo_steps", "mfms_bo")]
+    strategies.append(rj.mfms_bo(space, num_initial=3, acquisition="kg", **LEAN))
+    keys = jax.random.split(jax.random.key(0), 3)
+    dynamic, treedef, static = campaign._split_env(truth)
+    with jax.enable_x64(True):
+        for strategy in strategies:
+            # the un-jitted campaign of one seed (run_campaign jits it, with compiler options)
+            campaign_of = lambda k, s=strategy: campaign._campaign(
+                s, treedef, static, 4, False, dynamic, 2.5, k, 0.0
+            )
+            jaxpr = jax.make_jaxpr(jax.vmap(campaign_of))(keys)
+            shapes = _lapack_operand_shapes(jaxpr.jaxpr)
+            assert shapes, strategy.name
+            batched = [(p, s) for p, s in shapes if len(s) != 2]
+            assert not batched, (strategy.name, batched)
+
+
 def _run_on_cpu_devices(script: str, num_devices: int, timeout: float) -> dict:
     """Run ``script`` in a fresh process that sees ``num_devices`` CPU devices; returns the
     JSON object on its last output line. Past ``timeout`` seconds the test fails (a hang)."""

@@ -1,0 +1,185 @@
+"""Dense linear algebra for the GP: Cholesky factors, triangular solves and inverses.
+
+Two jaxlib 0.10 facts on CPU shape this module.
+
+- Its LAPACK kernels split a *batch* of matrices into tasks on XLA's intra-op thread pool (one
+  thread per core) and block until they finish. When every pool thread is blocked that way at
+  once, no thread is left to run the tasks and the program hangs. Two independent batched
+  calls in one program suffice on 2 cores: a 32-seed ``mf_bo_steps`` sweep on one device
+  hung so while a blocked inverse under trial made several batched triangular solves (gdb:
+  both pool threads in ``lapack_dtrsm_ffi`` -> ``ParallelBatchMap`` ->
+  ``BlockingCounter::Wait``); several CPU devices hang the same way (see
+  :mod:`recipes_jax.batching`). So :func:`cholesky` and the solves here, when vmapped on CPU,
+  call LAPACK one matrix at a time (``jax.custom_batching.sequential_vmap``): a single matrix
+  runs inline on the calling thread and never waits on the pool.
+- LAPACK runs on one thread (:mod:`recipes_jax.threads`), and its triangular solve treats the
+  identity as a dense right-hand side, while XLA runs matrix products on every core.
+  :func:`triangular_inverse` therefore uses no LAPACK at all: it inverts 8 x 8 diagonal
+  blocks by a nilpotent series, then merges neighbouring inverted blocks level by level
+  (``[[A, 0], [B, D]]^-1 = [[A^-1, 0], [-D^-1 B A^-1, D^-1]]``), all in matrix products.
+
+``python benchmarks/gp_inverse.py`` times ``C^-1 = L^-T L^-1`` (:func:`inverse_from_cholesky`)
+against two LAPACK triangular solves side by side, with the residual ``|C C^-1 - I|`` of both.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+
+__all__ = [
+    "LEAF",
+    "cho_solve",
+    "cholesky",
+    "inverse_from_cholesky",
+    "lower_gram",
+    "small_spd_solve",
+    "solve_lower",
+    "solve_lower_transposed",
+    "triangular_inverse",
+]
+
+#: Side of the diagonal blocks :func:`triangular_inverse` and :func:`lower_gram` start from
+#: (8 was fastest of 4, 8 and 16 at N = 128..512, one matrix and 64 at once, on 2 cores).
+LEAF = 8
+
+
+def _one_matrix_per_lapack_call(fn: Callable) -> Callable:
+    """``fn``, except that when it is vmapped on CPU it runs on one batch element at a time
+    (``lax.map``), so jaxlib never hands a batch to its thread pool (see the module note).
+    Not differentiable: use it inside custom derivative rules or on values only."""
+    looped = jax.custom_batching.sequential_vmap(fn)
+
+    @functools.wraps(fn)
+    def call(*args):
+        return looped(*args) if jax.default_backend() == "cpu" else fn(*args)
+
+    return call
+
+
+@_one_matrix_per_lapack_call
+def cholesky(C: jax.Array) -> jax.Array:
+    """Lower Cholesky factor [N, N] of the symmetric positive-definite C [N, N], read from C's
+    lower triangle; NaN on failure. Our Gram matrices are symmetric by construction;
+    ``jnp.linalg.cholesky`` would average C with its transpose first, and XLA fuses that
+    transpose into the Gram's producer, computing every kernel entry twice. Values only: not
+    differentiable (``gp.cholesky_with_jitter`` is)."""
+    return jax.lax.linalg.cholesky(C, symmetrize_input=False)
+
+
+@_one_matrix_per_lapack_call
+def solve_lower(L: jax.Array, b: jax.Array) -> jax.Array:
+    """``L^-1 b`` for a lower-triangular L [N, N] and b [N] or [N, R]. Values only."""
+    return jax.scipy.linalg.solve_triangular(L, b, lower=True)
+
+
+@_one_matrix_per_lapack_call
+def solve_lower_transposed(L: jax.Array, b: jax.Array) -> jax.Array:
+    """``L^-T b`` for a lower-triangular L [N, N] and b [N] or [N, R]. Values only."""
+    return jax.scipy.linalg.solve_triangular(L, b, lower=True, trans="T")
+
+
+def cho_solve(L: jax.Array, b: jax.Array) -> jax.Array:
+    """``C^-1 b`` from the lower Cholesky factor L [N, N] of C; b [N] or [N, R]. Values only."""
+    return solve_lower_transposed(L, solve_lower(L, b))
+
+
+def _padded(L: jax.Array, leaf: int) -> tuple[jax.Array, int]:
+    """``[[L, 0], [0, I]]`` of side ``leaf * 2^k`` (the smallest that holds L), and 2^k."""
+    n = L.shape[-1]
+    count = 1 << (max(1, -(-n // leaf)) - 1).bit_length()
+    size = count * leaf
+    if size == n:
+        return L, count
+    return jnp.eye(size, dtype=L.dtype).at[:n, :n].set(L), count
+
+
+def _blocks(M: jax.Array, side: int, rows, cols) -> jax.Array:
+    """Blocks (rows[j], cols[j]) of side ``side`` of the square M, stacked [J, side, side]."""
+    count = M.shape[-1] // side
+    grid = M.reshape(count, side, count, side)
+    return grid[jnp.asarray(rows), :, jnp.asarray(cols), :]
+
+
+def _merge(top_left: jax.Array, top_right, bottom_left, bottom_right) -> jax.Array:
+    """Stacked 2 x 2 block matrices [J, 2s, 2s] from four stacks [J, s, s]."""
+    top = jnp.concatenate([top_left, top_right], axis=2)
+    bottom = jnp.concatenate([bottom_left, bottom_right], axis=2)
+    return jnp.concatenate([top, bottom], axis=1)
+
+
+def _leaf_inverses(T: jax.Array) -> jax.Array:
+    """Inverses [J, s, s] of lower-triangular blocks T [J, s, s]: T = D (I - M) with D its
+    diagonal and M strictly lower, so M^s = 0 and (I - M)^-1 = (I + M)(I + M^2)(I + M^4)..."""
+    d = jnp.diagonal(T, axis1=1, axis2=2)
+    M = -jnp.tril(T / d[:, :, None], -1)
+    eye = jnp.eye(T.shape[-1], dtype=T.dtype)
+    inverse, power = eye + M, M
+    for _ in range(max(0, (T.shape[-1] - 1).bit_length() - 1)):
+        power = power @ power
+        inverse = inverse + power @ inverse
+    return inverse / d[:, None, :]
+
+
+def triangular_inverse(L: jax.Array, leaf: int = LEAF) -> jax.Array:
+    """``L^-1`` [N, N] of a lower-triangular L [N, N] (L's strict upper triangle is ignored;
+    the result's is zero), in matrix products only. Same dtype; a NaN in L makes the rows
+    below it NaN (a failed Cholesky stays detectable). ``vmap``-able, differentiable."""
+    n = L.shape[-1]
+    P, count = _padded(jnp.tril(L), leaf)
+    inverse = _leaf_inverses(_blocks(P, leaf, range(count), range(count)))
+    side = leaf
+    while inverse.shape[0] > 1:
+        pairs = inverse.shape[0] // 2
+        A_inv, D_inv = inverse[0::2], inverse[1::2]
+        B = _blocks(P, side, range(1, 2 * pairs, 2), range(0, 2 * pairs, 2))
+        inverse = _merge(A_inv, jnp.zeros_like(A_inv), -(D_inv @ (B @ A_inv)), D_inv)
+        side *= 2
+    return inverse[0, :n, :n]
+
+
+def lower_gram(M: jax.Array, leaf: int = LEAF) -> jax.Array:
+    """``M^T M`` [N, N] for a lower-triangular M [N, N] (symmetric by construction), about a
+    third of the products of a dense ``M.T @ M``. ``vmap``-able, differentiable."""
+    n = M.shape[-1]
+    P, count = _padded(jnp.tril(M), leaf)
+    diagonal = _blocks(P, leaf, range(count), range(count))
+    gram = jnp.swapaxes(diagonal, 1, 2) @ diagonal
+    side = leaf
+    while gram.shape[0] > 1:
+        pairs = gram.shape[0] // 2
+        C = _blocks(P, side, range(1, 2 * pairs, 2), range(0, 2 * pairs, 2))
+        D = _blocks(P, side, range(1, 2 * pairs, 2), range(1, 2 * pairs, 2))
+        Ct = jnp.swapaxes(C, 1, 2)
+        top_right = Ct @ D
+        gram = _merge(gram[0::2] + Ct @ C, top_right, jnp.swapaxes(top_right, 1, 2), gram[1::2])
+        side *= 2
+    return gram[0, :n, :n]
+
+
+def inverse_from_cholesky(L: jax.Array) -> jax.Array:
+    """``C^-1 = L^-T L^-1`` [N, N] from the lower Cholesky factor L [N, N] of C. ``vmap``-able."""
+    return lower_gram(triangular_inverse(L))
+
+
+def small_spd_solve(A: jax.Array, B: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``(A^-1 B, log det A)`` for a small symmetric positive-definite A [P, P] and B [P] or
+    [P, R], by a Cholesky unrolled over P in plain array operations: no LAPACK call (so nothing
+    batched reaches jaxlib's thread pool), differentiable and ``vmap``-able. Meant for the few
+    coefficients of a GP mean (P up to a few dozen); NaN if A is not positive definite."""
+    size = A.shape[-1]
+    L = jnp.zeros_like(A)
+    for j in range(size):
+        diagonal = jnp.sqrt(A[j, j] - jnp.dot(L[j, :j], L[j, :j]))
+        L = L.at[j, j].set(diagonal)
+        if j + 1 < size:
+            L = L.at[j + 1 :, j].set((A[j + 1 :, j] - L[j + 1 :, :j] @ L[j, :j]) / diagonal)
+    x = jnp.zeros_like(B)
+    for j in range(size):  # L y = B
+        x = x.at[j].set((B[j] - L[j, :j] @ x[:j]) / L[j, j])
+    for j in reversed(range(size)):  # L^T x = y
+        x = x.at[j].set((x[j] - L[j + 1 :, j] @ x[j + 1 :]) / L[j, j])
+    return x, 2.0 * jnp.sum(jnp.log(jnp.diag(L)))

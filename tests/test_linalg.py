@@ -1,0 +1,121 @@
+"""recipes_jax.linalg: blocked inverses from a Cholesky factor."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from recipes_jax import linalg
+
+
+def _kernel_matrix(n: int, lengthscale: float, noise: float, seed: int = 0) -> np.ndarray:
+    x = np.random.default_rng(seed).uniform(size=(n, 7))
+    d2 = np.sum((x[:, None] - x[None]) ** 2, axis=-1) / lengthscale**2
+    return np.exp(-0.5 * d2) + noise * np.eye(n)
+
+
+@pytest.mark.parametrize("n", [1, 5, 31, 32, 33, 64, 100, 128, 200])
+def test_triangular_inverse_and_gram_match_numpy_at_any_size(n):
+    with jax.enable_x64(True):
+        C = _kernel_matrix(n, 0.5, 1e-3)
+        L = np.linalg.cholesky(C)
+        L_inv = np.asarray(linalg.triangular_inverse(jnp.asarray(L)))
+        np.testing.assert_allclose(
+            L_inv, np.linalg.inv(L), rtol=0, atol=1e-10 * np.abs(L_inv).max()
+        )
+        assert np.all(np.triu(L_inv, 1) == 0)
+        M = np.tril(np.random.default_rng(n).standard_normal((n, n)))
+        np.testing.assert_allclose(linalg.lower_gram(jnp.asarray(M)), M.T @ M, atol=1e-12 * n)
+        P = np.asarray(linalg.inverse_from_cholesky(jnp.asarray(L)))
+        np.testing.assert_allclose(P, np.linalg.inv(C), rtol=0, atol=1e-9 * np.abs(P).max())
+        np.testing.assert_array_equal(P, P.T)
+
+
+@pytest.mark.parametrize("lengthscale, noise", [(1.0, 1e-6), (2.0, 1e-8)])
+def test_inverse_is_as_accurate_as_two_triangular_solves_when_ill_conditioned(lengthscale, noise):
+    with jax.enable_x64(True):
+        C = _kernel_matrix(256, lengthscale, noise)
+        assert np.linalg.cond(C) > 1e5
+        L = linalg.cholesky(jnp.asarray(C))
+        solves = np.asarray(jax.scipy.linalg.cho_solve((L, True), jnp.eye(256)))
+        blocked = np.asarray(linalg.inverse_from_cholesky(L))
+        residual = lambda P: np.abs(C @ P - np.eye(256)).max()
+        assert residual(blocked) <= 2.0 * residual(solves) + 1e-12
+
+
+def test_vmapped_inverse_equals_one_at_a_time_without_any_lapack_call():
+    with jax.enable_x64(True):
+        Ls = jnp.stack(
+            [jnp.linalg.cholesky(jnp.asarray(_kernel_matrix(96, 0.4, 1e-4, s))) for s in range(3)]
+        )
+        batched = jax.vmap(linalg.inverse_from_cholesky)(Ls)
+        for L, P in zip(Ls, batched, strict=True):
+            np.testing.assert_allclose(P, linalg.inverse_from_cholesky(L), rtol=1e-12, atol=1e-12)
+        jaxpr = str(jax.make_jaxpr(jax.vmap(lambda L: linalg.inverse_from_cholesky(L)))(Ls))
+        assert "triangular_solve" not in jaxpr and "custom_call" not in jaxpr
+
+
+def _lapack_operand_shapes(jaxpr) -> list[tuple[str, tuple]]:
+    """(primitive, first operand's shape) of every Cholesky / triangular solve, nested too."""
+    found = []
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name in ("cholesky", "triangular_solve"):
+            found.append((eqn.primitive.name, tuple(eqn.invars[0].aval.shape)))
+        for value in eqn.params.values():
+            for sub in value if isinstance(value, tuple | list) else (value,):
+                inner = getattr(sub, "jaxpr", sub)
+                if hasattr(inner, "eqns"):
+                    found += _lapack_operand_shapes(inner)
+    return found
+
+
+def test_vmapped_lapack_calls_take_one_matrix_at_a_time_on_cpu():
+    # jaxlib 0.10 splits a batch over its thread pool and waits, which can deadlock when two
+    # such calls run at once: vmapped (twice, too), each call must hold a single matrix
+    C = jnp.stack([jnp.asarray(_kernel_matrix(40, 0.4, 1e-3, s)) for s in range(6)])
+    C = C.reshape(2, 3, 40, 40)
+    b = jnp.ones((2, 3, 40))
+    for fn, args in [
+        (linalg.cholesky, (C,)),
+        (linalg.solve_lower, (C, b)),
+        (linalg.solve_lower_transposed, (C, b)),
+        (linalg.cho_solve, (C, b)),
+    ]:
+        twice = jax.vmap(jax.vmap(lambda *a, fn=fn: fn(*a)))
+        shapes = _lapack_operand_shapes(jax.make_jaxpr(twice)(*args).jaxpr)
+        assert shapes and all(shape == (40, 40) for _, shape in shapes), (fn.__name__, shapes)
+    L = jax.vmap(jax.vmap(linalg.cholesky))(C)
+    np.testing.assert_allclose(L, jnp.linalg.cholesky(C), rtol=1e-6, atol=1e-6)
+    x = jax.vmap(jax.vmap(linalg.cho_solve))(L, b)
+    np.testing.assert_allclose(jnp.einsum("abij,abj->abi", C, x), b, atol=1e-3)
+
+
+def test_a_failed_factor_stays_detectable():
+    # jnp.linalg.cholesky fills the factor's lower triangle with NaN when it fails
+    L = jnp.linalg.cholesky(jnp.asarray(_kernel_matrix(64, 0.5, 0.0)) - 0.5 * jnp.eye(64))
+    assert np.isnan(np.asarray(L)[np.tril_indices(64)]).all()
+    assert np.isnan(np.asarray(linalg.triangular_inverse(L))[np.tril_indices(64)]).all()
+    assert jnp.all(jnp.isnan(linalg.inverse_from_cholesky(L)))
+
+
+@pytest.mark.parametrize("size", [1, 2, 5, 12])
+def test_small_spd_solve_matches_numpy_and_differentiates(size):
+    with jax.enable_x64(True):
+        M = np.random.default_rng(size).standard_normal((size + 4, size))
+        A = M.T @ M + 0.1 * np.eye(size)
+        B = np.random.default_rng(0).standard_normal((size, 3))
+        x, logdet = linalg.small_spd_solve(jnp.asarray(A), jnp.asarray(B))
+        np.testing.assert_allclose(x, np.linalg.solve(A, B), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(logdet, np.linalg.slogdet(A)[1], rtol=1e-12)
+        vector, _ = linalg.small_spd_solve(jnp.asarray(A), jnp.asarray(B[:, 0]))
+        np.testing.assert_allclose(vector, np.linalg.solve(A, B[:, 0]), rtol=1e-10, atol=1e-12)
+        # d/dt of sum((A + t I)^-1 b) at t = 0 is -sum(A^-2 b)
+        grad = jax.grad(
+            lambda t: jnp.sum(linalg.small_spd_solve(A + t * jnp.eye(size), B[:, 0])[0])
+        )(0.0)
+        Ainv = np.linalg.inv(A)
+        np.testing.assert_allclose(grad, -np.sum(Ainv @ Ainv @ B[:, 0]), rtol=1e-8)
+        jaxpr = str(jax.make_jaxpr(lambda a: linalg.small_spd_solve(a, B)[0])(A))
+        assert "triangular_solve" not in jaxpr and "cholesky" not in jaxpr
