@@ -149,6 +149,8 @@ def reml_nll(
 
 
 def _normal_matrix(H: jax.Array, KiH: jax.Array) -> jax.Array:
+    """``H^T K^-1 H`` (given ``KiH = K^-1 H``) plus a 1e-8 ridge: the mean coefficients'
+    normal equations."""
     return H.T @ KiH + 1e-8 * jnp.eye(H.shape[1], dtype=H.dtype)
 
 
@@ -587,14 +589,25 @@ class GP:
         loc, scale = standardization(obs) if fixed is None else fixed
         return jnp.where(obs.mask, (obs.y - loc) / scale, 0.0), loc, scale
 
+    def _prior(self, params: dict, obs: Observations):
+        """``((kernel, amplitude, noise), K [N, N], noise [N], H [N, P])``: the hyperparameters,
+        the prior covariance of the buffer's inputs, the noise variances and the mean basis
+        (padded rows not yet masked)."""
+        kernel, amplitude, noise = self.hyperparameters(params)
+        K = amplitude * kernels.gram(kernel, obs.x, obs.x)
+        noise_diag = jnp.full(obs.mask.shape, noise, K.dtype)
+        return (
+            (kernel, amplitude, noise),
+            K,
+            noise_diag,
+            mean_basis(obs.x, self._num_mean_coefficients()),
+        )
+
     def loss(self, params: dict, obs: Observations) -> jax.Array:
         """Negative log posterior of the hyperparameters per valid observation: restricted
         marginal likelihood of the standardized targets plus priors (constants dropped)."""
         z, _, _ = self._standardized(obs)
-        kernel, amplitude, noise = self.hyperparameters(params)
-        K = amplitude * kernels.gram(kernel, obs.x, obs.x)
-        H = mean_basis(obs.x, self._num_mean_coefficients())
-        noise = jnp.full(obs.mask.shape, noise, K.dtype)
+        _, K, noise, H = self._prior(params, obs)
         nll = restricted_nll(K, noise, z, obs.mask, H if H.shape[1] else None)
         log_prior = (
             self.kernel.log_prior(params["kernel"], self.num_domains)
@@ -612,19 +625,16 @@ class GP:
         valid observations), e.g. to add fantasy observations without changing units.
         """
         z, loc, scale = self._standardized(obs, standardization)
-        kernel, amplitude, noise = self.hyperparameters(params)
-        K = amplitude * kernels.gram(kernel, obs.x, obs.x)
-        noise_diag = jnp.full(obs.mask.shape, noise, K.dtype)
+        (kernel, amplitude, noise), K, noise_diag, H = self._prior(params, obs)
         L, _ = cholesky_with_jitter(masked_gram(K, noise_diag, obs.mask))
         # every solve through L^-1 (matrix products): no LAPACK call beyond the Cholesky
         L_inv = linalg.triangular_inverse(L)
-        H = jnp.where(obs.mask[:, None], mean_basis(obs.x, self._num_mean_coefficients()), 0.0)
+        H = jnp.where(obs.mask[:, None], H, 0.0)
         beta = jnp.zeros((H.shape[1],), K.dtype)
         if H.shape[1]:
             # generalized least squares for the mean coefficients, as in reml_nll
             V_H = L_inv @ H
-            A = V_H.T @ V_H + 1e-8 * jnp.eye(H.shape[1], dtype=H.dtype)
-            beta, _ = linalg.small_spd_solve(A, V_H.T @ (L_inv @ z))
+            beta, _ = linalg.small_spd_solve(_normal_matrix(V_H, V_H), V_H.T @ (L_inv @ z))
         alpha = jnp.where(obs.mask, L_inv.T @ (L_inv @ (z - H @ beta)), 0.0)
         return Posterior(kernel, amplitude, noise, obs.x, obs.mask, L_inv, alpha, beta, loc, scale)
 
