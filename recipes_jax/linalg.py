@@ -104,6 +104,12 @@ def _blocks(M: jax.Array, side: int, rows, cols) -> jax.Array:
     return grid[jnp.asarray(rows), :, jnp.asarray(cols), :]
 
 
+def _below_diagonal(M: jax.Array, side: int, pairs: int) -> jax.Array:
+    """For each pair j of neighbouring diagonal blocks (2j, 2j + 1) of side ``side``: the block
+    (2j + 1, 2j) below the first, stacked [pairs, side, side]."""
+    return _blocks(M, side, range(1, 2 * pairs, 2), range(0, 2 * pairs, 2))
+
+
 def _merge(top_left: jax.Array, top_right, bottom_left, bottom_right) -> jax.Array:
     """Stacked 2 x 2 block matrices [J, 2s, 2s] from four stacks [J, s, s]."""
     top = jnp.concatenate([top_left, top_right], axis=2)
@@ -135,7 +141,7 @@ def triangular_inverse(L: jax.Array, leaf: int = LEAF) -> jax.Array:
     while inverse.shape[0] > 1:
         pairs = inverse.shape[0] // 2
         A_inv, D_inv = inverse[0::2], inverse[1::2]
-        B = _blocks(P, side, range(1, 2 * pairs, 2), range(0, 2 * pairs, 2))
+        B = _below_diagonal(P, side, pairs)
         inverse = _merge(A_inv, jnp.zeros_like(A_inv), -(D_inv @ (B @ A_inv)), D_inv)
         side *= 2
     return inverse[0, :n, :n]
@@ -151,7 +157,7 @@ def lower_gram(M: jax.Array, leaf: int = LEAF) -> jax.Array:
     side = leaf
     while gram.shape[0] > 1:
         pairs = gram.shape[0] // 2
-        C = _blocks(P, side, range(1, 2 * pairs, 2), range(0, 2 * pairs, 2))
+        C = _below_diagonal(P, side, pairs)
         D = _blocks(P, side, range(1, 2 * pairs, 2), range(1, 2 * pairs, 2))
         Ct = jnp.swapaxes(C, 1, 2)
         top_right = Ct @ D
