@@ -54,6 +54,16 @@ VARIANTS = {
         dict(fit_starts=2, fit_steps=15),
     ),
     "capacity_320": ("320-row observation buffer (no eviction; slower)", dict(capacity=320)),
+    "steps_per_scale_2": (
+        "2 step counts per scale (14 fidelities; curves checked at 2 points)",
+        dict(steps_per_scale=2),
+    ),
+    "steps_per_scale_5": (
+        "5 step counts per scale (35 fidelities; curves checked at 5 points)",
+        dict(steps_per_scale=5),
+    ),
+    # (run as "initial_5", K = 5 runs, when the default was 2K; K is now the default)
+    "initial_2K": ("initial design of 10 runs (2K) instead of 5 (K)", dict(num_initial=10)),
 }
 
 

@@ -75,3 +75,31 @@ def test_gp_fit_loops_over_starts_on_cpu_with_the_same_fit_as_vmapped():
         assert "f64[3,16,16]" not in jaxpr and "cholesky" in jaxpr
     np.testing.assert_allclose(looped[1], vmapped[1], rtol=1e-9)
     assert inside[1] == looped[1] and again[1] == looped[1]
+
+
+def test_a_vmapped_gp_fit_on_cpu_runs_one_fit_at_a_time_with_the_lazy_line_search():
+    """Under vmap (the seeds of a sweep) ``GP.fit`` on CPU fits one buffer at a time, so each
+    fit branches lazily in its line search (``gp.line_search_step``) instead of evaluating
+    every step size; the fits equal separate ones."""
+    rng = np.random.default_rng(2)
+    x = np.concatenate([rng.dirichlet(np.ones(3), 12), rng.uniform(size=(12, 2))], axis=1)
+    ys = np.stack([np.sin(3 * x[:, 0]) + x[:, 3], np.cos(2 * x[:, 1]) - x[:, 4]])
+    keys = jax.random.split(jax.random.key(3), 2)
+    with jax.enable_x64(True):
+        model = gp.GP(kernels.paper_kernel(), 3)
+        buffers = [gp.observations(jnp.asarray(x), jnp.asarray(y), 16) for y in ys]
+        stacked = jax.tree_util.tree_map(lambda *a: jnp.stack(a), *buffers)
+
+        def fit(obs, key):
+            return model.fit(obs, key, num_starts=2, max_steps=5)
+
+        batched = jax.jit(jax.vmap(fit))(stacked, keys)
+        jaxpr = str(jax.make_jaxpr(jax.vmap(fit))(stacked, keys))
+        separate = [fit(obs, key) for obs, key in zip(buffers, keys, strict=True)]
+    assert "f64[2,16,16]" not in jaxpr and "cond[" in jaxpr
+    for i, (params, loss) in enumerate(separate):
+        np.testing.assert_allclose(batched[1][i], loss, rtol=1e-9)
+        for got, want in zip(
+            jax.tree_util.tree_leaves(batched[0]), jax.tree_util.tree_leaves(params), strict=True
+        ):
+            np.testing.assert_allclose(got[i], want, rtol=1e-7, atol=1e-9)

@@ -85,6 +85,54 @@ def test_minimize_finds_the_minimum_and_bounded_round_trips():
     np.testing.assert_allclose(gp.bounded(gp.unbounded(x, 0.0, 1.0), 0.0, 1.0), x, atol=1e-12)
 
 
+# On f(p) = |p|^2 / 2 with direction k * grad, the loss along the line is
+# f(p) (1 - s k)^2: its minimum is at s = 1 / k.
+LINE_SEARCH_CASES = {
+    # k: (the step size the rule takes, or None for no move; why)
+    1.0: (1.0, "unit step meets sufficient decrease"),
+    1.52: (1.0, "unit step falls short of sufficient decrease but is the lowest of the three"),
+    1.8: (0.3, "unit step improves too little; 0.3 is lower"),
+    2.5: (0.3, "unit step overshoots (loss goes up); 0.3 is lower"),
+    50.0: (None, "every step size overshoots: stay put"),
+}
+
+
+def _quadratic_line_search(p, k, count=None):
+    def loss(q):
+        if count is not None:
+            jax.debug.callback(lambda: count.append(1))
+        return 0.5 * jnp.sum(q**2)
+
+    return gp.line_search_step(loss, p, loss(p), p, k * p)
+
+
+def test_line_search_step_takes_the_rule_s_step_batched_or_not():
+    p = jnp.array([0.6, -0.8, 0.3])
+    ks = jnp.asarray(list(LINE_SEARCH_CASES))
+    batched = jax.jit(jax.vmap(_quadratic_line_search, (None, 0)))(p, ks)  # eager rule
+    for i, (k, (step, why)) in enumerate(LINE_SEARCH_CASES.items()):
+        moved, value, grad = jax.jit(_quadratic_line_search)(p, k)  # lazy
+        expected = p if step is None else p - step * k * p
+        np.testing.assert_allclose(moved, expected, rtol=1e-12, err_msg=why)
+        np.testing.assert_allclose(value, 0.5 * np.sum(expected**2), rtol=1e-12, err_msg=why)
+        np.testing.assert_allclose(grad, expected, rtol=1e-12, err_msg=why)
+        for got, want in zip(batched, (moved, value, grad), strict=True):
+            np.testing.assert_allclose(got[i], want, rtol=1e-12, err_msg=why)
+
+
+def test_line_search_step_evaluates_the_other_step_sizes_only_when_the_first_fails():
+    p = jnp.array([0.6, -0.8, 0.3])
+    counts = {}
+    for k in (1.0, 2.5):
+        count = []
+        jax.block_until_ready(
+            jax.jit(lambda p, k, count=count: _quadratic_line_search(p, k, count))(p, k)
+        )
+        counts[k] = len(count)
+    # the value at p, then: the unit step with its gradient; or three values and a gradient
+    assert counts == {1.0: 2, 2.5: 5}
+
+
 @pytest.mark.parametrize("with_mean", [False, True])
 def test_restricted_nll_value_and_gradient_match_autodiff_of_reml_nll(with_mean):
     rng = np.random.default_rng(3)
