@@ -64,6 +64,7 @@ VARIANTS = {
     ),
     # (run as "initial_5", K = 5 runs, when the default was 2K; K is now the default)
     "initial_2K": ("initial design of 10 runs (2K) instead of 5 (K)", dict(num_initial=10)),
+    "initial_3": ("initial design of 3 runs instead of 5 (K)", dict(num_initial=3)),
 }
 
 
