@@ -797,6 +797,9 @@ def line_search_step(
         value, grad = jax.value_and_grad(loss_fn)(p, *consts)
         return value, jnp.nan_to_num(grad)
 
+    def values(candidates, consts, map_fn):
+        return map_fn(lambda q: loss_fn(q, *consts), candidates)
+
     def first_is_enough(f_first, f, g, d):
         slope = jnp.dot(g, d)  # the loss falls at rate slope along -d
         decrease = sufficient_decrease * step_sizes[0] * slope
@@ -807,11 +810,13 @@ def line_search_step(
         f_first, g_first = value_and_grad(candidates[0], consts)
 
         def others(_):
-            rest = jax.lax.map(lambda q: loss_fn(q, *consts), candidates[1:])
-            values = jnp.concatenate([f_first[None], rest])
-            best = jnp.argmin(values)
+            rest = values(candidates[1:], consts, jax.lax.map)
+            best = jnp.argmin(jnp.concatenate([f_first[None], rest]))
+            f_best = jnp.where(best == 0, f_first, rest[best - 1])
+            # 0: no step size improves; 1: the first (its gradient is known); 2: another
+            branch = jnp.where(f_best < f, jnp.where(best == 0, 1, 2), 0)
             return jax.lax.switch(
-                jnp.where(values[best] < f, jnp.minimum(best, 1) + 1, 0),
+                branch,
                 [
                     lambda: (p, f, g),
                     lambda: (candidates[0], f_first, g_first),
@@ -828,9 +833,9 @@ def line_search_step(
 
     def eager(consts, p, f, g, d):
         candidates = along(p, d)
-        values = batching.batch_map(lambda q: loss_fn(q, *consts), candidates)
-        best = jnp.where(first_is_enough(values[0], f, g, d), 0, jnp.argmin(values))
-        found = values[best] < f
+        fs = values(candidates, consts, batching.batch_map)
+        best = jnp.where(first_is_enough(fs[0], f, g, d), 0, jnp.argmin(fs))
+        found = fs[best] < f
         chosen = jnp.where(found, candidates[best], p)
         f_new, g_new = value_and_grad(chosen, consts)
         return chosen, jnp.where(found, f_new, f), jnp.where(found, g_new, g)
