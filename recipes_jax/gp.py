@@ -93,9 +93,10 @@ def cholesky_with_jitter(K: jax.Array, max_tries: int = 8) -> tuple[jax.Array, j
 def _cholesky_with_jitter_jvp(max_tries, primals, tangents):
     (K,), (dK,) = primals, tangents
     L, jitter = _jitter_search(K, max_tries)
-    # d(L L^T) = dK  =>  dL = L Phi(L^-1 dK L^-T), Phi = lower triangle with halved diagonal
-    solve = partial(jax.scipy.linalg.solve_triangular, L, lower=True)
-    inner = solve(solve(dK).T).T
+    # d(L L^T) = dK  =>  dL = L Phi(L^-1 dK L^-T), Phi = lower triangle with halved diagonal;
+    # L^-1 by matrix products (no LAPACK solve: vmapped, those can deadlock, see linalg)
+    L_inv = linalg.triangular_inverse(L)
+    inner = L_inv @ dK @ L_inv.T
     phi = jnp.tril(inner) - 0.5 * jnp.diag(jnp.diag(inner))
     return (L, jitter), (L @ phi, jnp.zeros_like(jitter))
 
@@ -128,24 +129,24 @@ def reml_nll(
 
     Returns ``(nll, aux)`` with ``aux`` holding the Cholesky factor ``L``, ``alpha`` = (K +
     noise)^-1 (y - H beta) [N] (zero at invalid rows) and ``beta`` [P] (empty without H).
-    Constant terms are dropped.
+    Constant terms are dropped. Reverse-mode differentiable (``jax.grad``; not ``jax.jvp``);
+    vmapped on CPU, every LAPACK call in it and in its gradient takes one matrix (jaxlib's
+    batched calls can deadlock, see :mod:`recipes_jax.linalg`).
     """
     y = jnp.where(mask, y, 0.0)
     L, _ = cholesky_with_jitter(masked_gram(K, noise, mask))
-    solve = lambda b: jax.scipy.linalg.cho_solve((L, True), b)
     half_logdet = jnp.sum(jnp.log(jnp.diag(L)))
     if H is None:
-        alpha = solve(y)
+        alpha = linalg.cho_solve(L, y)
         beta = jnp.zeros((0,), y.dtype)
         nll = 0.5 * jnp.dot(y, alpha) + half_logdet
     else:
         H = jnp.where(mask[:, None], H, 0.0)
-        KiH = solve(H)
-        A = H.T @ KiH + 1e-8 * jnp.eye(H.shape[1], dtype=H.dtype)
-        beta = jnp.linalg.solve(A, KiH.T @ y)
+        KiH = linalg.cho_solve(L, H)
+        beta, logdet_A = linalg.small_spd_solve(_normal_matrix(H, KiH), KiH.T @ y)
         residual = y - H @ beta
-        alpha = solve(residual)
-        nll = 0.5 * jnp.dot(residual, alpha) + half_logdet + 0.5 * jnp.linalg.slogdet(A)[1]
+        alpha = linalg.cho_solve(L, residual)
+        nll = 0.5 * jnp.dot(residual, alpha) + half_logdet + 0.5 * logdet_A
     alpha = jnp.where(mask, alpha, 0.0)
     return nll, {"L": L, "alpha": alpha, "beta": beta}
 

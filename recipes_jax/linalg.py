@@ -82,9 +82,30 @@ def solve_lower_transposed(L: jax.Array, b: jax.Array) -> jax.Array:
     return jax.scipy.linalg.solve_triangular(L, b, lower=True, trans="T")
 
 
+@jax.custom_vjp
 def cho_solve(L: jax.Array, b: jax.Array) -> jax.Array:
-    """``C^-1 b`` from the lower Cholesky factor L [N, N] of C; b [N] or [N, R]. Values only."""
+    """``C^-1 b`` from the lower Cholesky factor L [N, N] of C; b [N] or [N, R].
+
+    Reverse-mode differentiable in L (its lower triangle) and b, by a rule that calls this
+    function again, so gradients too take one matrix per LAPACK call when vmapped; forward
+    mode (``jax.jvp``) is not supported."""
     return solve_lower_transposed(L, solve_lower(L, b))
+
+
+def _cho_solve_fwd(L, b):
+    x = cho_solve(L, b)
+    return x, (L, x)
+
+
+def _cho_solve_bwd(res, g):
+    # x = C^-1 b:  b_bar = C^-1 g,  C_bar = -b_bar x^T,  L_bar = (C_bar + C_bar^T) L (C = L L^T)
+    L, x = res
+    b_bar = cho_solve(L, g)
+    outer = b_bar[:, None] * x[None, :] if x.ndim == 1 else b_bar @ x.T
+    return -jnp.tril((outer + outer.T) @ L), b_bar
+
+
+cho_solve.defvjp(_cho_solve_fwd, _cho_solve_bwd)
 
 
 def _padded(L: jax.Array, leaf: int) -> tuple[jax.Array, int]:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from recipes_jax import linalg
+from recipes_jax import gp, linalg
 
 
 def _kernel_matrix(n: int, lengthscale: float, noise: float, seed: int = 0) -> np.ndarray:
@@ -58,10 +60,11 @@ def test_vmapped_inverse_equals_one_at_a_time_without_any_lapack_call():
 
 
 def _lapack_operand_shapes(jaxpr) -> list[tuple[str, tuple]]:
-    """(primitive, first operand's shape) of every Cholesky / triangular solve, nested too."""
+    """(primitive, first operand's shape) of every LAPACK call (Cholesky, triangular solve,
+    LU), nested too."""
     found = []
     for eqn in jaxpr.eqns:
-        if eqn.primitive.name in ("cholesky", "triangular_solve"):
+        if eqn.primitive.name in ("cholesky", "triangular_solve", "lu"):
             found.append((eqn.primitive.name, tuple(eqn.invars[0].aval.shape)))
         for value in eqn.params.values():
             for sub in value if isinstance(value, tuple | list) else (value,):
@@ -90,6 +93,70 @@ def test_vmapped_lapack_calls_take_one_matrix_at_a_time_on_cpu():
     np.testing.assert_allclose(L, jnp.linalg.cholesky(C), rtol=1e-6, atol=1e-6)
     x = jax.vmap(jax.vmap(linalg.cho_solve))(L, b)
     np.testing.assert_allclose(jnp.einsum("abij,abj->abi", C, x), b, atol=1e-3)
+
+
+def _matrices_per_lapack_call(fn, *args) -> set[tuple]:
+    """Operand shapes of the LAPACK calls in ``fn(*args)`` (asserting there is at least one)."""
+    shapes = _lapack_operand_shapes(jax.make_jaxpr(fn)(*args).jaxpr)
+    assert shapes
+    return {shape for _, shape in shapes}
+
+
+@pytest.mark.parametrize("with_mean", [False, True])
+def test_vmapped_reml_nll_and_its_gradient_take_one_matrix_per_lapack_call(with_mean):
+    # the simulator's construction vmaps reml_nll (and its gradient) over runs; with batched
+    # LAPACK calls it hung on 2 cores (two batched solves in one program, see linalg's note)
+    with jax.enable_x64(True):
+        K = jnp.asarray(_kernel_matrix(24, 0.4, 0.0))
+        ys = jax.random.normal(jax.random.key(0), (5, 24))
+        masks = jnp.arange(24)[None, :] < jnp.array([24, 20, 12, 3, 1])[:, None]
+        H = jnp.ones((24, 2)).at[:, 1].set(jnp.linspace(0, 1, 24)) if with_mean else None
+
+        def total(log_noise, ys, masks):
+            noise = jnp.full((24,), jnp.exp(log_noise))
+            nll = jax.vmap(lambda y, m: gp.reml_nll(K, noise, y, m, H)[0])(ys, masks)
+            return jnp.sum(nll)
+
+        value_and_grad = jax.jit(jax.value_and_grad(total))
+        shapes = _matrices_per_lapack_call(value_and_grad, -3.0, ys, masks)
+        assert shapes == {(24, 24)}, shapes
+        # the gradient is still right: against one observation set at a time, and differences
+        value, grad = value_and_grad(-3.0, ys, masks)
+        one_at_a_time = [value_and_grad(-3.0, ys[i : i + 1], masks[i : i + 1]) for i in range(5)]
+        np.testing.assert_allclose(value, sum(v for v, _ in one_at_a_time), rtol=1e-12)
+        np.testing.assert_allclose(grad, sum(g for _, g in one_at_a_time), rtol=1e-10)
+        step = 1e-6
+        plus, minus = value_and_grad(-3.0 + step, ys, masks), value_and_grad(-3.0 - step, ys, masks)
+        np.testing.assert_allclose(grad, (plus[0] - minus[0]) / (2 * step), rtol=1e-6)
+
+
+def test_cho_solve_gradient_matches_autodiff_of_lapack_solves():
+    with jax.enable_x64(True):
+        L = jnp.linalg.cholesky(jnp.asarray(_kernel_matrix(16, 0.5, 1e-2)))
+        for b in (jnp.linspace(-1, 1, 16), jnp.ones((16, 3)).at[:, 1].set(jnp.arange(16.0))):
+            ours = lambda L, b: jnp.sum(jnp.sin(linalg.cho_solve(L, b)))
+            theirs = lambda L, b: jnp.sum(jnp.sin(jax.scipy.linalg.cho_solve((L, True), b)))
+            for got, want in zip(
+                jax.grad(ours, (0, 1))(L, b), jax.grad(theirs, (0, 1))(L, b), strict=True
+            ):
+                np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9)
+
+
+def test_the_simulator_s_vmapped_curve_posterior_takes_one_matrix_per_lapack_call():
+    from recipes_jax.simulator import interpolant
+
+    with jax.enable_x64(True):
+        u = jnp.linspace(0.0, 1.0, 12)
+        dev = jax.random.normal(jax.random.key(1), (4, 12))
+        mask = jnp.arange(12)[None, :] < jnp.array([12, 8, 5, 2])[:, None]
+        log_params = jnp.log(jnp.array([0.1, 0.2, 0.5, 0.01]))
+        one = functools.partial(interpolant._run_curve_posterior, log_params, u, u[::3])
+        shapes = _matrices_per_lapack_call(jax.vmap(one), dev, mask)
+        assert shapes == {(12, 12)}, shapes
+        mean, var = interpolant._curve_posterior(log_params, u, dev, mask, u[::3])
+        for r in range(4):
+            np.testing.assert_allclose(mean[r], one(dev[r], mask[r])[0], rtol=1e-10, atol=1e-12)
+        assert np.all(np.asarray(var) >= 0)
 
 
 def test_a_failed_factor_stays_detectable():

@@ -27,6 +27,7 @@ knot predictions, which costs one kernel row ``k(w, runs)`` and two gathered coe
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import NamedTuple
 
@@ -34,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from recipes_jax import gp
+from recipes_jax import gp, linalg
 from recipes_jax.kernels import WARP_EPS, Coregionalization, Matern52, box_cox, matern52
 from recipes_jax.simulator.run_table import RunTable
 
@@ -260,7 +261,7 @@ def _fit_curve_hyperparameters(u, dev, mask, rng) -> np.ndarray:
         log_params = gp.bounded(raw, lo, hi)
         K = _curve_kernel(log_params, uu, uu)
         noise = jnp.full(uu.shape, jnp.exp(log_params[3]))
-        nll = jax.vmap(lambda y, m: gp.reml_nll(K, noise, y, m)[0])(dd, mm)
+        nll = jax.vmap(lambda y, m: gp.restricted_nll(K, noise, y, m))(dd, mm)
         return jnp.sum(nll) / mm.sum()
 
     const0 = max(float(np.var(offsets)), 1e-4 * var)
@@ -274,20 +275,21 @@ def _fit_curve_hyperparameters(u, dev, mask, rng) -> np.ndarray:
     return np.asarray(gp.bounded(best, lo, hi))
 
 
-def _curve_posterior(log_params, u, dev, mask, u_knots, chunk: int = 64):
-    """Posterior mean and variance [R, J] of each run's smoothed deviation at the knots."""
+def _run_curve_posterior(log_params, u, u_knots, y, m):
+    """Posterior mean and variance [J] at the knots u_knots [J] of one run's smoothed deviation,
+    given its deviations y [S] at log-steps u [S] and their mask m [S]."""
     noise = jnp.full(u.shape, jnp.exp(log_params[3]))
     K = _curve_kernel(log_params, u, u)
-    K_knots = _curve_kernel(log_params, u_knots, u)  # [J, S]
+    K_knots = jnp.where(m[None, :], _curve_kernel(log_params, u_knots, u), 0.0)  # [J, S]
     prior_var = jnp.exp(log_params[0]) + jnp.exp(log_params[1])
+    _, aux = gp.reml_nll(K, noise, y, m)
+    v = linalg.solve_lower(aux["L"], K_knots.T)
+    return K_knots @ aux["alpha"], jnp.maximum(prior_var - jnp.sum(v * v, axis=0), 0.0)
 
-    def one(y, m):
-        _, aux = gp.reml_nll(K, noise, y, m)
-        Kk = jnp.where(m[None, :], K_knots, 0.0)
-        mean = Kk @ aux["alpha"]
-        v = jax.scipy.linalg.solve_triangular(aux["L"], Kk.T, lower=True)
-        return mean, jnp.maximum(prior_var - jnp.sum(v * v, axis=0), 0.0)
 
+def _curve_posterior(log_params, u, dev, mask, u_knots, chunk: int = 64):
+    """Posterior mean and variance [R, J] of each run's smoothed deviation at the knots."""
+    one = functools.partial(_run_curve_posterior, log_params, u, u_knots)
     batched = jax.jit(jax.vmap(one))
     means, variances = [], []
     for start in range(0, dev.shape[0], chunk):
@@ -348,7 +350,7 @@ def _fit_mixture_hyperparameters(layout: _MixtureLayout, W, groups, targets, var
 
     def loss(raw):
         gram, noise, _, _ = layout.gram(raw, W, groups)
-        nll = jax.vmap(lambda y, v, m: gp.reml_nll(gram, v + noise, y, m, onehot)[0])(
+        nll = jax.vmap(lambda y, v, m: gp.restricted_nll(gram, v + noise, y, m, onehot))(
             targets, variances, valid
         )
         return jnp.sum(nll) / valid.sum()
