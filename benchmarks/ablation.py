@@ -62,6 +62,11 @@ VARIANTS = {
         "5 step counts per scale (35 fidelities; curves checked at 5 points)",
         dict(steps_per_scale=5),
     ),
+    "steps_per_scale_5_asks_150": (
+        "5 step counts per scale and 150 asks (so the budget can be spent)",
+        dict(steps_per_scale=5, num_asks=150),
+    ),
+    "alpha_0.125": ("cost exponent 0.125", dict(cost_exponent=0.125)),
     # (run as "initial_5", K = 5 runs, when the default was 2K; K is now the default)
     "initial_2K": ("initial design of 10 runs (2K) instead of 5 (K)", dict(num_initial=10)),
     "initial_3": ("initial design of 3 runs instead of 5 (K)", dict(num_initial=3)),
