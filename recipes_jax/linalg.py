@@ -35,6 +35,7 @@ __all__ = [
     "cho_solve",
     "cholesky",
     "inverse_from_cholesky",
+    "leaf_size",
     "lower_gram",
     "small_spd_solve",
     "solve_lower",
@@ -42,9 +43,21 @@ __all__ = [
     "triangular_inverse",
 ]
 
-#: Side of the diagonal blocks :func:`triangular_inverse` and :func:`lower_gram` start from
-#: (8 was fastest of 4, 8 and 16 at N = 128..512, one matrix and 64 at once, on 2 cores).
+#: Smallest side of the diagonal blocks :func:`triangular_inverse` and :func:`lower_gram` start
+#: from (8 was fastest of 4, 8 and 16 at N = 128..512, one matrix and 64 at once, on 2 cores).
+#: For other N a leaf of up to 2 * LEAF - 1 is taken when it pads less (see :func:`leaf_size`).
 LEAF = 8
+
+
+def leaf_size(n: int) -> int:
+    """The leaf side, between LEAF and 2 * LEAF - 1, whose power-of-two count of blocks pads an
+    [n, n] matrix least (ties: the smaller leaf). Powers of two keep LEAF (n = 512: 8 x 64);
+    n = 72 takes 9 x 8 instead of padding to 8 x 16 = 128."""
+
+    def padded(leaf: int) -> int:
+        return leaf * (1 << (max(1, -(-n // leaf)) - 1).bit_length())
+
+    return min(range(LEAF, 2 * LEAF), key=lambda leaf: (padded(leaf), leaf))
 
 
 def _one_matrix_per_lapack_call(fn: Callable) -> Callable:
@@ -151,11 +164,12 @@ def _leaf_inverses(T: jax.Array) -> jax.Array:
     return inverse / d[:, None, :]
 
 
-def triangular_inverse(L: jax.Array, leaf: int = LEAF) -> jax.Array:
+def triangular_inverse(L: jax.Array, leaf: int | None = None) -> jax.Array:
     """``L^-1`` [N, N] of a lower-triangular L [N, N] (L's strict upper triangle is ignored;
     the result's is zero), in matrix products only. Same dtype; a NaN in L makes the rows
     below it NaN (a failed Cholesky stays detectable). ``vmap``-able, differentiable."""
     n = L.shape[-1]
+    leaf = leaf or leaf_size(n)
     P, count = _padded(jnp.tril(L), leaf)
     inverse = _leaf_inverses(_blocks(P, leaf, range(count), range(count)))
     side = leaf
@@ -168,10 +182,11 @@ def triangular_inverse(L: jax.Array, leaf: int = LEAF) -> jax.Array:
     return inverse[0, :n, :n]
 
 
-def lower_gram(M: jax.Array, leaf: int = LEAF) -> jax.Array:
+def lower_gram(M: jax.Array, leaf: int | None = None) -> jax.Array:
     """``M^T M`` [N, N] for a lower-triangular M [N, N] (symmetric by construction), about a
     third of the products of a dense ``M.T @ M``. ``vmap``-able, differentiable."""
     n = M.shape[-1]
+    leaf = leaf or leaf_size(n)
     P, count = _padded(jnp.tril(M), leaf)
     diagonal = _blocks(P, leaf, range(count), range(count))
     gram = jnp.swapaxes(diagonal, 1, 2) @ diagonal

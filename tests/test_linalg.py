@@ -18,7 +18,7 @@ def _kernel_matrix(n: int, lengthscale: float, noise: float, seed: int = 0) -> n
     return np.exp(-0.5 * d2) + noise * np.eye(n)
 
 
-@pytest.mark.parametrize("n", [1, 5, 31, 32, 33, 64, 100, 128, 200])
+@pytest.mark.parametrize("n", [1, 5, 31, 32, 33, 64, 72, 100, 128, 200, 454])
 def test_triangular_inverse_and_gram_match_numpy_at_any_size(n):
     with jax.enable_x64(True):
         C = _kernel_matrix(n, 0.5, 1e-3)
@@ -33,6 +33,16 @@ def test_triangular_inverse_and_gram_match_numpy_at_any_size(n):
         P = np.asarray(linalg.inverse_from_cholesky(jnp.asarray(L)))
         np.testing.assert_allclose(P, np.linalg.inv(C), rtol=0, atol=1e-9 * np.abs(P).max())
         np.testing.assert_array_equal(P, P.T)
+
+
+def test_leaf_size_keeps_8_for_powers_of_two_and_pads_others_least():
+    assert [linalg.leaf_size(n) for n in (8, 64, 128, 512)] == [8, 8, 8, 8]
+    # worked by hand: n -> leaf x power-of-two count (padded side)
+    expected = {72: 9, 96: 12, 50: 13, 300: 10, 454: 15, 500: 8}  # 72, 96, 52, 320, 480, 512
+    assert {n: linalg.leaf_size(n) for n in expected} == expected
+    for n, leaf in expected.items():
+        P, count = linalg._padded(jnp.eye(n), leaf)
+        assert P.shape[0] == leaf * count < 2 * n
 
 
 @pytest.mark.parametrize("lengthscale, noise", [(1.0, 1e-6), (2.0, 1e-8)])
