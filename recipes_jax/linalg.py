@@ -54,10 +54,13 @@ def leaf_size(n: int) -> int:
     [n, n] matrix least (ties: the smaller leaf). Powers of two keep LEAF (n = 512: 8 x 64);
     n = 72 takes 9 x 8 instead of padding to 8 x 16 = 128."""
 
-    def padded(leaf: int) -> int:
-        return leaf * (1 << (max(1, -(-n // leaf)) - 1).bit_length())
+    return min(range(LEAF, 2 * LEAF), key=lambda leaf: (leaf * _block_count(n, leaf), leaf))
 
-    return min(range(LEAF, 2 * LEAF), key=lambda leaf: (padded(leaf), leaf))
+
+def _block_count(n: int, leaf: int) -> int:
+    """The power of two 2^k of leaf-sized diagonal blocks that the smallest padding of an
+    [n, n] matrix holds."""
+    return 1 << (max(1, -(-n // leaf)) - 1).bit_length()
 
 
 def _one_matrix_per_lapack_call(fn: Callable) -> Callable:
@@ -124,7 +127,7 @@ cho_solve.defvjp(_cho_solve_fwd, _cho_solve_bwd)
 def _padded(L: jax.Array, leaf: int) -> tuple[jax.Array, int]:
     """``[[L, 0], [0, I]]`` of side ``leaf * 2^k`` (the smallest that holds L), and 2^k."""
     n = L.shape[-1]
-    count = 1 << (max(1, -(-n // leaf)) - 1).bit_length()
+    count = _block_count(n, leaf)
     size = count * leaf
     if size == n:
         return L, count
