@@ -67,6 +67,38 @@ VARIANTS = {
         dict(steps_per_scale=5, num_asks=150),
     ),
     "alpha_0.125": ("cost exponent 0.125", dict(cost_exponent=0.125)),
+    "local_128": (
+        "384 global + 128 candidates around the recommendation (same screen size)",
+        dict(num_candidates=384, local_candidates=128),
+    ),
+    "candidates_768": (
+        "768 global candidates, none local (the screen size of local_256_plus)",
+        dict(num_candidates=768),
+    ),
+    "local_512_plus": (
+        "512 global + 512 candidates around the recommendation (2x the screen)",
+        dict(local_candidates=512),
+    ),
+    "noise_floor_1e-8": (
+        "GP noise floor 1e-8 instead of 1e-6 (standardized)",
+        dict(noise_floor=1e-8),
+    ),
+    "noise_floor_1e-10": (
+        "GP noise floor 1e-10 instead of 1e-6 (standardized)",
+        dict(noise_floor=1e-10),
+    ),
+    "noise_floor_1e-12": (
+        "GP noise floor 1e-12 instead of 1e-6 (standardized)",
+        dict(noise_floor=1e-12),
+    ),
+    "noise_floor_1e-10_local_256": (
+        "GP noise floor 1e-10 and 256 more candidates around the recommendation",
+        dict(noise_floor=1e-10, local_candidates=256),
+    ),
+    "local_256_plus": (
+        "512 global + 256 candidates around the recommendation (1.5x the screen)",
+        dict(local_candidates=256),
+    ),
     # (run as "initial_5", K = 5 runs, when the default was 2K; K is now the default)
     "initial_2K": ("initial design of 10 runs (2K) instead of 5 (K)", dict(num_initial=10)),
     "initial_3": ("initial design of 3 runs instead of 5 (K)", dict(num_initial=3)),

@@ -105,6 +105,29 @@ def simplex_candidates(
     return w / jnp.sum(w, axis=1, keepdims=True)
 
 
+def around_simplex(key: jax.Array, center: jax.Array, num: int) -> jax.Array:
+    """Mixtures [num, K] near ``center`` [K] (a trust region around the incumbent).
+
+    Half are log-normal perturbations, ``softmax(log(center) + s * z)`` with z ~ N(0, I),
+    which keep near-zero weights near zero (optima often lie on a face of the simplex); the
+    other half are blends ``(1 - t) * center + t * u`` with u ~ Dirichlet(1), which can turn
+    a zero weight on. The radii s and t are log-uniform in [0.01, 1] and [0.001, 0.3], so
+    the set covers several scales of step at once.
+    """
+    dtype = center.dtype
+    K = center.shape[-1]
+    k_s, k_z, k_t, k_u = jax.random.split(key, 4)
+    num_log = num // 2
+    s = jnp.exp(jax.random.uniform(k_s, (num_log, 1), dtype, jnp.log(0.01), 0.0))
+    logits = jnp.log(center + jnp.finfo(dtype).eps)[None] + s * jax.random.normal(
+        k_z, (num_log, K), dtype
+    )
+    t = jnp.exp(jax.random.uniform(k_t, (num - num_log, 1), dtype, jnp.log(1e-3), jnp.log(0.3)))
+    blends = (1.0 - t) * center[None] + t * uniform_simplex(k_u, (num - num_log,), K, dtype)
+    w = jnp.concatenate([jax.nn.softmax(logits, axis=-1), blends], axis=0)
+    return w / jnp.sum(w, axis=-1, keepdims=True)
+
+
 def _decisions(w: jax.Array, fidelity: jax.Array) -> jax.Array:
     """[C, K] mixtures + one encoded fidelity [2] -> encoded decisions [C, K + 2]."""
     return jnp.concatenate([w, jnp.broadcast_to(fidelity, (w.shape[0], fidelity.shape[0]))], 1)

@@ -39,6 +39,21 @@ def test_uniform_simplex_has_dirichlet_one_moments():
     assert np.median(sharp.max(1)) > 0.8  # dominated by one domain, like Dirichlet(0.2)
 
 
+def test_around_simplex_stays_near_the_center_at_several_radii():
+    with jax.enable_x64(True):
+        center = jnp.asarray([0.6, 0.3, 0.1, 0.0, 0.0])  # on a face, as optima often are
+        w = np.asarray(optimize.around_simplex(jax.random.key(4), center, 1000))
+    assert w.shape == (1000, 5)
+    assert np.all(w >= 0) and np.allclose(w.sum(1), 1.0, atol=1e-12)
+    dist = np.abs(w - np.asarray(center)).sum(1)
+    # several scales of step: some within 1e-2 of the center, some 0.1 and more away
+    assert (dist < 1e-2).sum() > 100 and (dist > 0.1).sum() > 100 and dist.max() < 1.5
+    # half keep the zero weights near zero (log-normal); the blends turn them on
+    assert (w[:500, 3:] < 1e-9).all() and (w[500:, 3:] > 1e-6).all()
+    assert not np.array_equal(w, optimize.around_simplex(jax.random.key(5), center, 1000))
+    assert optimize.around_simplex(jax.random.key(4), center, 0).shape == (0, 5)
+
+
 def peaked_score(target_w, fidelity_bonus):
     target_w = jnp.asarray(target_w)
 

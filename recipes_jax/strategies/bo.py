@@ -133,6 +133,7 @@ def bayes_opt(
     fidelities: tuple[Sequence[float], Sequence[int]] | None = None,
     kernel: kernels.KernelFamily | None = None,
     mean: str = "constant",
+    noise_floor: float = 1e-6,
     acquisition: str = "target_ei",
     cost_exponent: float = 1.0,
     cooling_budget: float | None = None,
@@ -149,6 +150,7 @@ def bayes_opt(
     fit_steps: int = 15,
     recommend_candidates: int = 512,
     recommend_refine_steps: int = 50,
+    local_candidates: int = 0,
     num_asks: int = 100,
 ) -> Strategy:
     """A GP Bayesian-optimization strategy over mixtures x a discrete set of fidelities.
@@ -182,6 +184,9 @@ def bayes_opt(
         one) when recommending, and Adam steps polishing the best two. Optima of real
         metrics often lie on a face of the simplex; 10 steps leave a regret of ~2e-4 even on
         the true function of the paper world, 50 steps ~5e-6 (cheap: one point each).
+      noise_floor: the GP's smallest noise variance (standardized units; ``gp.GP``).
+      local_candidates: extra candidate mixtures drawn around the current recommendation
+        (``optimize.around_simplex``), scored beside the ``num_candidates`` global ones.
       num_asks: a campaign's default number of asks.
     Float64 numerics when ``jax.enable_x64`` is on (recommended for GP fitting); float32 works.
     """
@@ -191,9 +196,11 @@ def bayes_opt(
         raise ValueError("num_initial must be >= 1 (the GP needs data before it can propose)")
     if max_pending < 1 or capacity < 2:
         raise ValueError("need max_pending >= 1 and capacity >= 2")
+    if local_candidates < 0:
+        raise ValueError(f"local_candidates must be >= 0; got {local_candidates}")
     K = space.num_domains
     sign = sign_of(space)
-    model = gp.GP(kernel or kernels.paper_kernel(), K, mean=mean)
+    model = gp.GP(kernel or kernels.paper_kernel(), K, mean=mean, noise_floor=noise_floor)
     fid_scales, fid_steps = _as_fidelities(
         space, *(fidelities or ([space.target[0]], [space.target[1]]))
     )
@@ -333,6 +340,7 @@ def bayes_opt(
 
     def search(state: BOState, key: jax.Array):
         k_fit, k_search = jax.random.split(key)
+        k_local = jax.random.fold_in(key, 1)
         params, _ = model.fit(
             state.obs, k_fit, state.params, num_starts=fit_starts, max_steps=fit_steps
         )
@@ -348,7 +356,12 @@ def bayes_opt(
             num_candidates=num_candidates,
             top_k=top_k,
             refine_steps=refine_steps,
-            extra_candidates=state.recommendation[None],
+            extra_candidates=jnp.concatenate(
+                [
+                    state.recommendation[None],
+                    optimize.around_simplex(k_local, state.recommendation, local_candidates),
+                ]
+            ),
             score_grid=score_grid,
         )
         x = jnp.concatenate(
