@@ -79,18 +79,13 @@ VARIANTS = {
         "512 global + 512 candidates around the recommendation (2x the screen)",
         dict(local_candidates=512),
     ),
-    "noise_floor_1e-8": (
-        "GP noise floor 1e-8 instead of 1e-6 (standardized)",
-        dict(noise_floor=1e-8),
-    ),
-    "noise_floor_1e-10": (
-        "GP noise floor 1e-10 instead of 1e-6 (standardized)",
-        dict(noise_floor=1e-10),
-    ),
-    "noise_floor_1e-12": (
-        "GP noise floor 1e-12 instead of 1e-6 (standardized)",
-        dict(noise_floor=1e-12),
-    ),
+    **{
+        f"noise_floor_{floor}": (
+            f"GP noise floor {floor} instead of 1e-6 (standardized)",
+            dict(noise_floor=float(floor)),
+        )
+        for floor in ("1e-8", "1e-10", "1e-12")
+    },
     "noise_floor_1e-10_local_256": (
         "GP noise floor 1e-10 and 256 more candidates around the recommendation",
         dict(noise_floor=1e-10, local_candidates=256),

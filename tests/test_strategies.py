@@ -287,8 +287,5 @@ def test_bad_configuration_errors(world):
         rj.mfms_bo(space, checkpoints=(123,))
     with pytest.raises(ValueError, match="eta"):
         rj.hyperband(space, eta=1)
-
-
-def test_bad_local_candidates_are_refused(world):
     with pytest.raises(ValueError, match="local_candidates"):
-        rj.mfms_bo(world.space, local_candidates=-1)
+        rj.mfms_bo(space, local_candidates=-1)

@@ -340,7 +340,6 @@ def bayes_opt(
 
     def search(state: BOState, key: jax.Array):
         k_fit, k_search = jax.random.split(key)
-        k_local = jax.random.fold_in(key, 1)
         params, _ = model.fit(
             state.obs, k_fit, state.params, num_starts=fit_starts, max_steps=fit_steps
         )
@@ -348,6 +347,12 @@ def bayes_opt(
         standardization = gp.standardization(state.obs)
         post = model.condition(params, with_pending(state.obs, state.pending), standardization)
         score, score_grid = make_scores(post, state.obs, cost_alpha(state), dtype)
+        extra = state.recommendation[None]
+        if local_candidates:
+            near = optimize.around_simplex(
+                jax.random.fold_in(key, 1), state.recommendation, local_candidates
+            )
+            extra = jnp.concatenate([extra, near])
         result = optimize.maximize(
             score,
             k_search,
@@ -356,12 +361,7 @@ def bayes_opt(
             num_candidates=num_candidates,
             top_k=top_k,
             refine_steps=refine_steps,
-            extra_candidates=jnp.concatenate(
-                [
-                    state.recommendation[None],
-                    optimize.around_simplex(k_local, state.recommendation, local_candidates),
-                ]
-            ),
+            extra_candidates=extra,
             score_grid=score_grid,
         )
         x = jnp.concatenate(
