@@ -101,6 +101,8 @@ def child_campaign(args) -> dict:
     return {
         "seeds": S,
         "batch_size": batch,
+        # seeds whose working sets are live at once on the device: one where seeds are looped
+        "seeds_in_flight": 1 if campaign._loops_seeds(problem.env, 1) else batch,
         "asks_per_seed": args.asks,
         "active_asks": asks,
         "compile_s": compile_s,
@@ -147,7 +149,16 @@ def child_memory(args) -> dict:
         run, seconds = campaign.compile_sweep(
             strategy, problem.env, UNLIMITED_BUDGET, keys, devices=1, batch_size=8
         )
-        rows.append({"capacity": capacity, "seeds": 8, "compile_s": seconds, **run.memory()})
+        in_flight = 1 if campaign._loops_seeds(problem.env, 1) else 8
+        rows.append(
+            {
+                "capacity": capacity,
+                "seeds": 8,
+                "in_flight": in_flight,
+                "compile_s": seconds,
+                **run.memory(),
+            }
+        )
     return {"memory_vs_capacity": rows}
 
 
@@ -280,7 +291,7 @@ def _summarize(results: dict, goal_seeds: int) -> list[str]:
         per_ask = bt["median_s_per_ask"] / (row["ms_per_seed_ask"] / 1e3) if bt else None
         row["speedup_per_seed_ask_vs_botorch"] = per_ask
     lines.append(
-        f"{'seeds':>6} {'batch':>6} {'compile s':>10} {'run s':>9} {'s/seed':>8} "
+        f"{'seeds':>6} {'batch':>6} {'flight':>6} {'compile s':>10} {'run s':>9} {'s/seed':>8} "
         f"{'ms/seed-ask':>12} {'seed-asks/s':>12} {'peak RSS MB':>12} {'XLA temp MB':>12} "
         f"{'vs BoTorch':>11}"
     )
@@ -288,7 +299,8 @@ def _summarize(results: dict, goal_seeds: int) -> list[str]:
         temp = (r["xla_memory"] or {}).get("temp", float("nan")) / 2**20
         ratio = r["speedup_per_seed_vs_botorch"]
         lines.append(
-            f"{r['seeds']:>6} {r['batch_size']:>6} {r['compile_s']:>10.1f} {r['run_s']:>9.1f} "
+            f"{r['seeds']:>6} {r['batch_size']:>6} {r.get('seeds_in_flight', r['batch_size']):>6} "
+            f"{r['compile_s']:>10.1f} {r['run_s']:>9.1f} "
             f"{r['s_per_seed']:>8.3f} {r['ms_per_seed_ask']:>12.2f} "
             f"{r['seed_asks_per_s']:>12.1f} {r['peak_rss_mb']:>12.0f} {temp:>12.0f} "
             f"{'-' if ratio is None else f'{ratio:.0f}x':>11}"
@@ -303,17 +315,22 @@ def _summarize(results: dict, goal_seeds: int) -> list[str]:
     for r in results["campaigns"]:
         memory = r["xla_memory"] or {}
         if memory:
-            per_seed = memory["temp"] / r["batch_size"] + memory["output"] / r["seeds"]
-            r["bytes_per_seed"] = per_seed
+            in_flight = r.get("seeds_in_flight", r["batch_size"])
+            per_seed = memory["temp"] / in_flight + memory["output"] / r["seeds"]
+            r["bytes_per_seed_in_flight"] = per_seed
+            r["trace_bytes_per_seed"] = memory["output"] / r["seeds"]
             lines.append(
-                f"memory, {r['seeds']} seeds (vmap {r['batch_size']}): XLA working buffers "
-                f"{memory['temp'] / 2**20:.0f} MB + traces {memory['output'] / 2**20:.1f} MB "
-                f"= {per_seed / 2**20:.1f} MB per seed in a batch"
+                f"memory, {r['seeds']} seeds ({in_flight} in flight): XLA working buffers "
+                f"{memory['temp'] / 2**20:.1f} MB + traces {memory['output'] / 2**20:.1f} MB "
+                f"= {per_seed / 2**20:.1f} MB per seed in flight "
+                f"(traces {memory['output'] / r['seeds'] / 2**10:.0f} KB per seed)"
             )
     for row in results.get("memory_vs_capacity", []):
+        in_flight = row.get("in_flight", row["seeds"])
         lines.append(
-            f"memory, capacity {row['capacity']:>4} rows, 8 seeds: XLA working buffers "
-            f"{row['temp'] / 2**20:.0f} MB ({row['temp'] / 8 / 2**20:.1f} MB per seed)"
+            f"memory, capacity {row['capacity']:>4} rows, {row['seeds']} seeds "
+            f"({in_flight} in flight): XLA working buffers {row['temp'] / 2**20:.1f} MB "
+            f"({row['temp'] / in_flight / 2**20:.1f} MB per seed in flight)"
         )
     for row in results.get("compile_vs_asks", []):
         lines.append(f"compile, 1 seed, {row['asks']:>4} asks: {row['compile_s']:.1f} s")
@@ -345,7 +362,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=None)
     parser.add_argument("--asks", type=int, default=100)
-    parser.add_argument("--batch-size", type=int, default=64, help="seeds per vmap")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=64,
+        help="seeds per batch (vmapped on GPU; CPU loops over them)",
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--preset", default="standard")
     parser.add_argument("--seed", type=int, default=0)

@@ -9,7 +9,7 @@ programs at once, each factoring a batch), nothing runs the tasks and the progra
 ``BlockingCounter::Wait``). A single matrix per call runs inline, so inside
 :func:`sequential_batches` :func:`batch_map` loops instead of vmapping. (The GP's own LAPACK
 calls, in :mod:`recipes_jax.linalg`, take one matrix per call on CPU in any mode; this mode
-loops whole computations, such as each device's seeds in a multi-device sweep.)
+loops whole computations, such as each device's seeds in a sweep on CPU.)
 
 The mode is read while tracing. A separately jitted function that calls :func:`batch_map`
 must take :func:`is_sequential` as a static argument (as ``gp.GP.fit`` does), or jit's trace

@@ -425,7 +425,8 @@ def run_benchmark(
       preset: compute settings of the GP methods (:data:`PRESETS`).
       out_dir: where ``speedup.json``, ``regret_<world>_<objective>.png`` and
         ``fidelities_<world>_<objective>.png`` (mfms_bo's first seed) go (None: none).
-      batch_size: seeds per vmap (``rj.sweep``); None runs all seeds in one batch.
+      batch_size: seeds per batch (``rj.sweep``: vmapped on GPU, looped on CPU); None runs
+        all seeds in one batch.
     Returns the JSON-ready results.
     """
     unknown = [m for m in methods if m not in METHODS]

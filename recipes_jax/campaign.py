@@ -150,7 +150,8 @@ def _campaign(strategy, treedef, static, num_asks, with_progress, dynamic, budge
 
     def step(carry, t):
         state, spent, done = carry
-        if with_progress:  # unbatched operand: one host call per ask per vmap batch, not per seed
+        # unbatched operand: one host call per ask per vmap batch (per seed in a loop)
+        if with_progress:
             jax.debug.callback(_relay, t)
         k_ask, k_noise = jax.random.split(jax.random.fold_in(k_run, t))
         proposal, asked = strategy.ask(state, k_ask)
@@ -252,21 +253,47 @@ def run_campaign(
     return _relay.run(progress, n, lambda: run(dynamic, budget, key, noise_sd))
 
 
+def _loops_seeds(env: Env, num_devices: int) -> bool:
+    """Whether each device loops over its seeds (and a GP strategy over its fit starts and
+    line-search points) instead of vmapping them.
+
+    On CPU it loops. Several CPU devices share one intra-op thread pool, and batched LAPACK
+    calls waiting on it deadlock there (see :mod:`recipes_jax.batching`). On one CPU device,
+    vmapping seeds gains nothing from wider instructions, since the GP's LAPACK calls run one
+    matrix at a time anyway, and it costs memory and compile time. Measured with
+    ``benchmarks/throughput.py``, 64 seeds x 100 asks of mfms_bo on the paper world, on 2
+    cores: the loop took 0.88x the time per seed-ask, 0.73x the compile time and 0.79x the
+    peak RSS of the vmap. The exception is a batched training function on the host
+    (:func:`recipes_jax.objective` with ``batched=True``) on one device: it should receive
+    every seed's run of an ask at once, so those seeds are vmapped. GPUs and TPUs vmap.
+    """
+    from recipes_jax.objectives import Objective
+
+    if jax.default_backend() != "cpu":
+        return False
+    return num_devices > 1 or not (isinstance(env, Objective) and env.batched)
+
+
 def _mesh(num_devices: int) -> Mesh:
     return Mesh(np.asarray(jax.devices()[:num_devices]), ("seeds",))
 
 
 @functools.lru_cache(maxsize=16)
 def _sweep_fn(
-    strategy, treedef, static, num_asks, num_devices, batch_size, key_impl, with_progress
+    strategy,
+    treedef,
+    static,
+    num_asks,
+    num_devices,
+    batch_size,
+    key_impl,
+    with_progress,
+    sequential,
 ):
-    # several CPU devices share one intra-op thread pool: no batched LAPACK calls there
-    # (see recipes_jax.batching), so seeds, fit starts and line-search points are looped
-    sequential = num_devices > 1 and jax.default_backend() == "cpu"
 
     def local(dynamic, budget, key_data, noise_sd):
         # this device's seeds, batch_size at a time: a vmap of the same width whatever the
-        # device count (a loop on several CPU devices), so sharding does not change the runs
+        # device count (a loop on CPU), so sharding does not change the runs
         keys = jax.random.wrap_key_data(key_data, impl=key_impl)
         one = lambda k: _campaign(
             strategy, treedef, static, num_asks, with_progress, dynamic, budget, k, noise_sd
@@ -332,10 +359,14 @@ def _prepare_sweep(
             lambda index: host_keys[index],
         )
         dynamic = [None if d is None else np.asarray(d) for d in dynamic]
-    run = _sweep_fn(strategy, treedef, static, n, num_devices, batch, key_impl, with_progress)
+    loops = _loops_seeds(env, num_devices)
+    run = _sweep_fn(
+        strategy, treedef, static, n, num_devices, batch, key_impl, with_progress, loops
+    )
     args = (dynamic, budget, key_data, noise_sd)
+    # one progress callback per ask of each looped seed, or of each vmapped batch of seeds
     local_devices = num_devices // jax.process_count()
-    callbacks = local_devices * (keys.shape[0] // (num_devices * batch)) * n
+    callbacks = local_devices * (keys.shape[0] // (num_devices * (1 if loops else batch))) * n
     return run, args, S, callbacks
 
 
@@ -362,32 +393,37 @@ def sweep(
 ) -> Trace:
     """:func:`run_campaign` for many seeds at once: seeds sharded across ``devices`` (default:
     every visible device; with several hosts started under ``jax.distributed``, every global
-    device) with ``shard_map``; on each device, ``vmap`` over ``batch_size`` seeds at a time
-    (default: all of that device's seeds in one batch).
+    device) with ``shard_map``; on each device, ``batch_size`` seeds at a time (default: all
+    of that device's seeds in one batch), vmapped on GPUs and TPUs, looped on CPU.
 
-    Seeds are padded to a multiple of ``devices * batch_size`` and the padding dropped. Each
-    seed's trace depends only on its key, ``batch_size`` and the device count: on one device,
-    the same ``batch_size`` gives the same bits whatever the number of seeds. Across device
-    counts, random search and Hyperband traces are bit for bit identical; GP strategies make
-    the same runs with values agreeing to ~1e-11 (12-ask sweeps of every GP strategy, 1 vs 4
-    CPU devices: at most 6e-12). The rounding differs because XLA simplifies a partitioned
-    program in another order, and several CPU devices loop where one device vmaps (below);
-    different batch widths and :func:`run_campaign` differ the same way. In a long
+    On CPU each device loops over its seeds (and a GP strategy over its fit starts and
+    line-search points): several CPU devices share one thread pool on which batched LAPACK
+    calls deadlocked (see :mod:`recipes_jax.batching`), and on one device the loop was faster,
+    compiled faster and used less memory than the vmap (64 seeds x 100 asks of mfms_bo:
+    0.88x the time per seed-ask, 0.73x the compile time). One exception: a batched training
+    function on the host (``rj.objective(f, batched=True)``) on one CPU device is vmapped, so
+    that it receives every seed's run of an ask in one call.
+
+    Seeds are padded to a multiple of ``devices * batch_size`` and the padding dropped.
+    Reproducibility: on one CPU device each seed's trace equals :func:`run_campaign` with the
+    same key, bit for bit, whatever ``batch_size`` and the number of seeds (the vmapped
+    batched host function aside). Elsewhere a seed's
+    trace depends on its key, ``batch_size`` and the device count: on one GPU, the same
+    ``batch_size`` gives the same bits whatever the number of seeds. Across CPU device counts,
+    random search and Hyperband traces are bit for bit identical; GP strategies make the same
+    runs with values agreeing to ~1e-13 (12-ask sweeps of every GP strategy, 1 vs 4 CPU
+    devices: at most 3.4e-14), because XLA fuses a partitioned program differently. In a long
     model-based campaign such last-bit differences can steer later proposals apart.
-
-    On several CPU devices, each device loops over its seeds (and a GP strategy over its fit
-    starts and line-search points) instead of vmapping them: the devices share one thread
-    pool, and jaxlib's batched CPU LAPACK kernels waiting on it deadlocked (see
-    :mod:`recipes_jax.batching`). One device, GPUs and TPUs vmap as usual.
 
     Several hosts: start every process with ``jax.distributed.initialize(...)`` and call
     ``sweep`` with the same arguments (same keys) in each; seeds are sharded over every global
     device and every process gets the whole :class:`Trace` back (``devices`` must then be
-    None). Memory: a ``batch_size``-wide vmap of one ask's working set per device, plus the
-    traces, which grow linearly in seeds.
+    None). Memory per device: on CPU one seed's working set (a ``batch_size``-wide vmap of it
+    on GPUs and TPUs), plus the traces, which grow linearly in seeds.
 
-    ``progress``: as in :func:`run_campaign`; ``total`` counts asks per vmap batch (one
-    batch of 64 seeds x 100 asks reports 100).
+    ``progress``: as in :func:`run_campaign`; ``total`` counts asks of each looped seed (on
+    CPU, 64 seeds x 100 asks report 6,400) or of each vmapped batch (on a GPU, one batch of
+    64 seeds x 100 asks reports 100), padding seeds included.
 
     Returns a :class:`Trace` with a leading seed axis [S, ...] on every field.
     """

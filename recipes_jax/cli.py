@@ -365,7 +365,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--trusted", action="store_true", help="confirm you trust --paper-runs (pickle runs code)"
     )
     bench.add_argument("--out", help="directory for speedup.json and the regret plots")
-    bench.add_argument("--batch-size", type=int, help="seeds per vmap (default: all at once)")
+    bench.add_argument(
+        "--batch-size",
+        type=int,
+        help="seeds per batch: vmapped on GPU, looped on CPU (default: all at once)",
+    )
     bench.add_argument("--float32", action="store_true", help="leave jax_enable_x64 off")
     bench.set_defaults(func=cmd_benchmark)
     return parser
