@@ -61,6 +61,10 @@ def _peak_rss_mb() -> float:
 def _setup(args):
     import jax
 
+    from recipes_jax.cpu_devices import use_cpu_cores
+
+    use_cpu_cores(args.cpu_devices)  # before JAX starts: seeds are spread over these
+
     jax.config.update("jax_enable_x64", True)  # a benchmark script may: GP fitting in float64
     from recipes_jax import benchmark
 
@@ -84,10 +88,11 @@ def child_campaign(args) -> dict:
     S = args.child_seeds
     strategy = _strategy(benchmark, problem, args, args.asks)
     keys = jax.random.split(jax.random.key(args.seed), S)
-    batch = min(S, args.batch_size)
+    devices = len(jax.devices())
+    batch = min(-(-S // devices), args.batch_size)  # per device
     rss_before = _rss_mb()
     run, compile_s = campaign.compile_sweep(
-        strategy, problem.env, UNLIMITED_BUDGET, keys, devices=1, batch_size=batch
+        strategy, problem.env, UNLIMITED_BUDGET, keys, batch_size=batch
     )
     times = []
     for _ in range(args.repeats if S <= 8 else 1):
@@ -100,9 +105,10 @@ def child_campaign(args) -> dict:
     stats = device.memory_stats() if device.platform != "cpu" else None
     return {
         "seeds": S,
+        "devices": devices,
         "batch_size": batch,
-        # seeds whose working sets are live at once on the device: one where seeds are looped
-        "seeds_in_flight": 1 if campaign._loops_seeds(problem.env, 1) else batch,
+        # seeds whose working sets are live at once on each device: one where seeds are looped
+        "seeds_in_flight": 1 if campaign._loops_seeds(problem.env, devices) else batch,
         "asks_per_seed": args.asks,
         "active_asks": asks,
         "compile_s": compile_s,
@@ -291,7 +297,8 @@ def _summarize(results: dict, goal_seeds: int) -> list[str]:
         per_ask = bt["median_s_per_ask"] / (row["ms_per_seed_ask"] / 1e3) if bt else None
         row["speedup_per_seed_ask_vs_botorch"] = per_ask
     lines.append(
-        f"{'seeds':>6} {'batch':>6} {'flight':>6} {'compile s':>10} {'run s':>9} {'s/seed':>8} "
+        f"{'seeds':>6} {'devs':>4} {'batch':>6} {'flight':>6} {'compile s':>10} {'run s':>9} "
+        f"{'s/seed':>8} "
         f"{'ms/seed-ask':>12} {'seed-asks/s':>12} {'peak RSS MB':>12} {'XLA temp MB':>12} "
         f"{'vs BoTorch':>11}"
     )
@@ -299,7 +306,8 @@ def _summarize(results: dict, goal_seeds: int) -> list[str]:
         temp = (r["xla_memory"] or {}).get("temp", float("nan")) / 2**20
         ratio = r["speedup_per_seed_vs_botorch"]
         lines.append(
-            f"{r['seeds']:>6} {r['batch_size']:>6} {r.get('seeds_in_flight', r['batch_size']):>6} "
+            f"{r['seeds']:>6} {r.get('devices', 1):>4} {r['batch_size']:>6} "
+            f"{r.get('seeds_in_flight', r['batch_size']):>6} "
             f"{r['compile_s']:>10.1f} {r['run_s']:>9.1f} "
             f"{r['s_per_seed']:>8.3f} {r['ms_per_seed_ask']:>12.2f} "
             f"{r['seed_asks_per_s']:>12.1f} {r['peak_rss_mb']:>12.0f} {temp:>12.0f} "
@@ -315,15 +323,18 @@ def _summarize(results: dict, goal_seeds: int) -> list[str]:
     for r in results["campaigns"]:
         memory = r["xla_memory"] or {}
         if memory:
+            # XLA's plan is per device: each holds its share of the seeds' traces
             in_flight = r.get("seeds_in_flight", r["batch_size"])
-            per_seed = memory["temp"] / in_flight + memory["output"] / r["seeds"]
+            devices = r.get("devices", 1)
+            trace_per_seed = memory["output"] * devices / r["seeds"]
+            per_seed = memory["temp"] / in_flight + trace_per_seed
             r["bytes_per_seed_in_flight"] = per_seed
-            r["trace_bytes_per_seed"] = memory["output"] / r["seeds"]
+            r["trace_bytes_per_seed"] = trace_per_seed
             lines.append(
-                f"memory, {r['seeds']} seeds ({in_flight} in flight): XLA working buffers "
-                f"{memory['temp'] / 2**20:.1f} MB + traces {memory['output'] / 2**20:.1f} MB "
-                f"= {per_seed / 2**20:.1f} MB per seed in flight "
-                f"(traces {memory['output'] / r['seeds'] / 2**10:.0f} KB per seed)"
+                f"memory, {r['seeds']} seeds, per device ({in_flight} in flight): XLA working "
+                f"buffers {memory['temp'] / 2**20:.1f} MB + traces "
+                f"{memory['output'] / 2**20:.1f} MB = {per_seed / 2**20:.1f} MB per seed in "
+                f"flight (traces {trace_per_seed / 2**10:.0f} KB per seed)"
             )
     for row in results.get("memory_vs_capacity", []):
         in_flight = row.get("in_flight", row["seeds"])
@@ -369,6 +380,12 @@ def main(argv: list[str] | None = None) -> int:
         help="seeds per batch (vmapped on GPU; CPU loops over them)",
     )
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--cpu-devices",
+        type=int,
+        default=None,
+        help="JAX CPU devices for the campaign sweeps (default: one per core)",
+    )
     parser.add_argument("--preset", default="standard")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--compile-asks", type=int, nargs="+", default=[10, 30, 100])
@@ -418,6 +435,7 @@ def main(argv: list[str] | None = None) -> int:
     args.passthrough = [
         "--asks", str(args.asks), "--batch-size", str(args.batch_size),
         "--repeats", str(args.repeats), "--preset", args.preset, "--seed", str(args.seed),
+        *(["--cpu-devices", str(args.cpu_devices)] if args.cpu_devices else []),
         "--paper-runs", str(args.paper_runs),
         "--compile-asks", *map(str, args.compile_asks),
         "--memory-capacities", *map(str, args.memory_capacities),

@@ -27,6 +27,7 @@ does keep scipy's OpenBLAS (jaxlib's CPU LAPACK) to one thread, see :mod:`recipe
 from recipes_jax import (
     acquisition,
     analysis,
+    cpu_devices,
     data,
     gp,
     kernels,
@@ -37,6 +38,7 @@ from recipes_jax import (
     threads,
 )
 from recipes_jax.campaign import Trace, run_campaign, sweep
+from recipes_jax.cpu_devices import use_cpu_cores
 from recipes_jax.objectives import Objective, objective, run_loop
 from recipes_jax.simulator import worlds
 from recipes_jax.simulator.run_table import RunTable
@@ -68,6 +70,7 @@ __all__ = [
     "acquisition",
     "analysis",
     "bayes_opt",
+    "cpu_devices",
     "data",
     "gp",
     "hyperband",
@@ -87,6 +90,7 @@ __all__ = [
     "strategies",
     "sweep",
     "threads",
+    "use_cpu_cores",
     "worlds",
 ]
 __version__ = "0.1.0"

@@ -233,7 +233,7 @@ def run_method(
 ) -> MethodResult:
     """Sweep ``strategy`` over ``keys`` on ``problem`` and score every recommendation."""
     run, compile_s = campaign.compile_sweep(
-        strategy, problem.env, budget, keys, devices=1, batch_size=batch_size
+        strategy, problem.env, budget, keys, batch_size=batch_size
     )
     start = time.perf_counter()
     trace = jax.block_until_ready(run())

@@ -21,8 +21,20 @@ import numpy as np
 DEFAULT_METRIC = "eval/RedPajamaStackExchange/CrossEntropyLoss"
 
 
+def _use_cpu_devices(args) -> None:
+    """Before any JAX computation: one CPU device per core (or ``--cpu-devices``), so that
+    sweeps on CPU run several seeds at once (see :mod:`recipes_jax.cpu_devices`). Where JAX
+    has already started (the command called from Python), its devices are kept."""
+    from recipes_jax.cpu_devices import use_cpu_cores
+
+    if args.cpu_devices is not None and args.cpu_devices < 1:
+        raise ValueError(f"--cpu-devices must be >= 1; got {args.cpu_devices}")
+    use_cpu_cores(args.cpu_devices, strict=False)
+
+
 def cmd_demo(args) -> int:
     """``recipes-jax demo``: mfms_bo against random search on the built-in world."""
+    _use_cpu_devices(args)
     from recipes_jax.demo import run_demo
 
     if args.seeds < 1 or args.budget <= 0 or args.asks < 1:
@@ -190,6 +202,7 @@ def cmd_benchmark(args) -> int:
 
     from recipes_jax import benchmark
 
+    _use_cpu_devices(args)
     if args.worlds is None:
         args.worlds = "paper,default" if args.paper_runs else "default"
         if not args.paper_runs:
@@ -258,6 +271,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="recipes-jax-demo", help="output directory ('' for none)")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--no-progress", action="store_true", help="no progress bars")
+    demo.add_argument(
+        "--cpu-devices",
+        type=int,
+        default=None,
+        help="JAX CPU devices to spread seeds over (default: one per core; no effect on GPU)",
+    )
     demo.set_defaults(func=cmd_demo)
 
     simulate = sub.add_parser(
@@ -371,6 +390,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="seeds per batch: vmapped on GPU, looped on CPU (default: all at once)",
     )
     bench.add_argument("--float32", action="store_true", help="leave jax_enable_x64 off")
+    bench.add_argument(
+        "--cpu-devices",
+        type=int,
+        default=None,
+        help="JAX CPU devices to spread seeds over (default: one per core; no effect on GPU)",
+    )
     bench.set_defaults(func=cmd_benchmark)
     return parser
 

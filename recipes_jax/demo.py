@@ -76,7 +76,7 @@ def run_demo(
         results = []
         for name, strategy in _strategies(space, num_asks).items():
             run, compile_s = campaign.compile_sweep(
-                strategy, problem.env, budget, keys, devices=1, progress=progress
+                strategy, problem.env, budget, keys, progress=progress
             )
             log(f"{name}: compiled in {compile_s:.1f} s")
             t0 = time.perf_counter()

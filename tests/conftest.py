@@ -35,6 +35,16 @@ def pytest_unconfigure(config):
         os.environ.pop(_CACHE_ENV, None)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _jax_started_with_its_default_devices():
+    """Start JAX before any test, with its default devices: the CLI's
+    ``use_cpu_cores(strict=False)``, called in-process by CLI tests, then keeps them instead of
+    giving the rest of that worker's tests one CPU device per core."""
+    import jax
+
+    jax.devices()
+
+
 def data_file(*parts: str) -> Path:
     """Path of a file under ../shared/data, or skip the test with the reason."""
     path = DATA.joinpath(*parts)
