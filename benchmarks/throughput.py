@@ -58,6 +58,13 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _in_flight(env, devices: int, batch: int) -> int:
+    """Seeds whose working sets are live at once on each device: one where seeds are looped."""
+    from recipes_jax import campaign
+
+    return 1 if campaign._loops_seeds(env, devices) else batch
+
+
 def _setup(args):
     import jax
 
@@ -107,8 +114,7 @@ def child_campaign(args) -> dict:
         "seeds": S,
         "devices": devices,
         "batch_size": batch,
-        # seeds whose working sets are live at once on each device: one where seeds are looped
-        "seeds_in_flight": 1 if campaign._loops_seeds(problem.env, devices) else batch,
+        "seeds_in_flight": _in_flight(problem.env, devices, batch),
         "asks_per_seed": args.asks,
         "active_asks": asks,
         "compile_s": compile_s,
@@ -155,12 +161,11 @@ def child_memory(args) -> dict:
         run, seconds = campaign.compile_sweep(
             strategy, problem.env, UNLIMITED_BUDGET, keys, devices=1, batch_size=8
         )
-        in_flight = 1 if campaign._loops_seeds(problem.env, 1) else 8
         rows.append(
             {
                 "capacity": capacity,
                 "seeds": 8,
-                "in_flight": in_flight,
+                "in_flight": _in_flight(problem.env, 1, 8),
                 "compile_s": seconds,
                 **run.memory(),
             }

@@ -257,15 +257,10 @@ def _loops_seeds(env: Env, num_devices: int) -> bool:
     """Whether each device loops over its seeds (and a GP strategy over its fit starts and
     line-search points) instead of vmapping them.
 
-    On CPU it loops. Several CPU devices share one intra-op thread pool, and batched LAPACK
-    calls waiting on it deadlock there (see :mod:`recipes_jax.batching`). On one CPU device,
-    vmapping seeds gains nothing from wider instructions, since the GP's LAPACK calls run one
-    matrix at a time anyway, and it costs memory and compile time. Measured with
-    ``benchmarks/throughput.py``, 64 seeds x 100 asks of mfms_bo on the paper world, on 2
-    cores: the loop took 0.88x the time per seed-ask, 0.73x the compile time and 0.79x the
-    peak RSS of the vmap. The exception is a batched training function on the host
-    (:func:`recipes_jax.objective` with ``batched=True``) on one device: it should receive
-    every seed's run of an ask at once, so those seeds are vmapped. GPUs and TPUs vmap.
+    On CPU it loops, except for a batched training function on the host on one device, which
+    should receive every seed's run of an ask at once; GPUs and TPUs vmap. Why, with the
+    measurements: :func:`sweep`. (On one CPU device the GP's LAPACK calls take one matrix at
+    a time anyway, so a vmap of seeds gains no wider instructions there.)
     """
     from recipes_jax.objectives import Objective
 
@@ -400,8 +395,9 @@ def sweep(
     On CPU each device loops over its seeds (and a GP strategy over its fit starts and
     line-search points): several CPU devices share one thread pool on which batched LAPACK
     calls deadlocked (see :mod:`recipes_jax.batching`), and on one device the loop was faster,
-    compiled faster and used less memory than the vmap (64 seeds x 100 asks of mfms_bo:
-    0.88x the time per seed-ask, 0.73x the compile time). One exception: a batched training
+    compiled faster and used less memory than the vmap (64 seeds x 100 asks of mfms_bo on
+    2 cores, ``benchmarks/throughput.py``: 0.88x the time per seed-ask, 0.73x the compile
+    time, 0.79x the peak RSS). One exception: a batched training
     function on the host (``rj.objective(f, batched=True)``) on one CPU device is vmapped, so
     that it receives every seed's run of an ask in one call. One looped seed keeps about 1.3
     of 2 cores busy: call :func:`recipes_jax.use_cpu_cores` right after import to give JAX one
@@ -411,9 +407,9 @@ def sweep(
     (``batch_size`` is capped at a device's share of the seeds).
     Reproducibility: on one CPU device each seed's trace equals :func:`run_campaign` with the
     same key, bit for bit, whatever ``batch_size`` and the number of seeds (the vmapped
-    batched host function aside). Elsewhere a seed's
-    trace depends on its key, ``batch_size`` and the device count: on one GPU, the same
-    ``batch_size`` gives the same bits whatever the number of seeds. Across CPU device counts,
+    batched host function aside). Elsewhere a seed's trace depends on its key, ``batch_size``
+    and the device count: on one GPU, the same ``batch_size`` gives the same bits whatever the
+    number of seeds. Across CPU device counts,
     random search and Hyperband traces are bit for bit identical; GP strategies make the same
     runs with values agreeing to ~1e-13 (12-ask sweeps of every GP strategy, 1 vs 4 CPU
     devices: at most 3.4e-14), because XLA fuses a partitioned program differently. In a long
