@@ -43,6 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 RESULTS = ROOT / "benchmarks" / "results" / "throughput.json"
 UNLIMITED_BUDGET = 1e6  # target-run units: far more than 100 asks can spend
+ENVIRONMENT = ("MALLOC_ARENA_MAX", "XLA_FLAGS", "RECIPES_JAX_LAPACK_THREADS")
 STEPS = ("campaigns", "compile", "memory", "simulator", "botorch", "botorch_every")
 
 
@@ -458,6 +459,8 @@ def main(argv: list[str] | None = None) -> int:
             "batch_size": args.batch_size,
             "repeats": args.repeats,
             "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+            # settings outside the command line that change speed or memory
+            "environment": {k: os.environ[k] for k in ENVIRONMENT if k in os.environ},
         },
         "machine": {
             "cpus": os.cpu_count(),

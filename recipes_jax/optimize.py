@@ -18,6 +18,7 @@ import optax
 
 __all__ = [
     "SearchResult",
+    "bounded_screen",
     "maximize",
     "quasi_random_simplex",
     "sharpened_simplex",
@@ -161,6 +162,68 @@ def small_top_k(values: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
     return jnp.stack(out_values), jnp.stack(out_indices).astype(jnp.int32)
 
 
+def bounded_screen(
+    evaluate: Callable[[jax.Array], jax.Array],
+    mixture_bound: jax.Array,
+    fidelity_offset: jax.Array,
+    top_k: int,
+    block_size: int = 64,
+) -> jax.Array:
+    """Scores [F, C] of a mixtures x fidelities grid, exact where it matters for the top_k.
+
+    For grids whose scores obey ``score[f, c] <= mixture_bound[c] + fidelity_offset[f]``
+    (e.g. augmented EI: the target EI of mixture c, times factors <= 1, per cost^alpha of
+    fidelity f). Mixtures are scored in blocks of ``block_size``, highest bound first, and
+    scoring stops once the top_k-th best score so far beats every bound left; the entries
+    never scored are -inf. So ``small_top_k`` of the result picks the same (fidelity,
+    mixture) pairs as on the full grid, at a fraction of the cost when the bound separates
+    the mixtures (late in a campaign one block of 64 out of 513 usually does).
+
+    Args:
+      evaluate: ``idx [M] int32 -> [F, M]`` exact scores of mixtures ``idx`` at every
+        fidelity (non-finite scores count as -inf).
+      mixture_bound: [C] per-mixture bound (NaN: no bound, scored first).
+      fidelity_offset: [F] finite per-fidelity offsets of the bound.
+      top_k: how many of the best entries must be exact.
+      block_size: mixtures scored per block.
+
+    A ``lax.while_loop``: under ``vmap`` it runs until every batch member is done, so the
+    cost is at most one full screen plus the bookkeeping.
+    """
+    C, F = mixture_bound.shape[0], fidelity_offset.shape[0]
+    M = max(1, min(block_size, C))
+    num_blocks = -(-C // M)
+    k = min(top_k, F * C)
+    bound = jnp.where(jnp.isnan(mixture_bound), jnp.inf, mixture_bound)
+    order = jnp.argsort(-bound).astype(jnp.int32)
+    pad = num_blocks * M - C
+    # index C marks padding: scored as mixture C - 1, never written, never ranked
+    order = jnp.concatenate([order, jnp.full((pad,), C, jnp.int32)])
+    rest_bound = jnp.concatenate([bound[order[:C]], jnp.full((pad + 1,), -jnp.inf, bound.dtype)])
+    reach = jnp.max(fidelity_offset)
+
+    def unfinished(carry):
+        b, _, best = carry
+        return (b < num_blocks) & ~(best[-1] > rest_bound[b * M] + reach)
+
+    def score_block(carry):
+        b, values, best = carry
+        idx = jax.lax.dynamic_slice(order, (b * M,), (M,))
+        v = evaluate(jnp.minimum(idx, C - 1))
+        v = jnp.where(jnp.isfinite(v) & (idx < C)[None], v, -jnp.inf)
+        values = values.at[:, idx].set(v, mode="drop")
+        best, _ = small_top_k(jnp.concatenate([best, v.ravel()]), k)
+        return b + 1, values, best
+
+    dtype = jnp.result_type(bound.dtype, fidelity_offset.dtype)
+    init = (
+        jnp.asarray(0, jnp.int32),
+        jnp.full((F, C), -jnp.inf, dtype),
+        jnp.full((k,), -jnp.inf, dtype),
+    )
+    return jax.lax.while_loop(unfinished, score_block, init)[1]
+
+
 def maximize(
     score: ScoreFn,
     key: jax.Array,
@@ -190,7 +253,9 @@ def maximize(
       extra_candidates: optional [E, K] mixtures scored too (e.g. the incumbent).
       score_grid: optional ``(W [C, K], fidelities [F, 2]) -> [F, C]``, the same values as
         ``score`` on :func:`grid_decisions` ``(W, fidelities)``, used for screening when it can
-        share work across fidelities (e.g. each mixture's target-fidelity posterior once).
+        share work across fidelities (e.g. each mixture's target-fidelity posterior once);
+        entries may be -inf where they provably lie below the ``top_k`` best
+        (:func:`bounded_screen`).
 
     Returns a :class:`SearchResult`. Refinement keeps the best point seen, starting from the
     screened candidate itself, so it never lowers the acquisition value; every returned

@@ -144,3 +144,61 @@ def test_small_top_k_matches_lax_top_k_with_ties_and_minus_inf(k):
         np.testing.assert_array_equal(got_values, want_values)
         np.testing.assert_array_equal(got_indices, want_indices)
         assert len(set(np.asarray(got_indices).tolist())) == k
+
+
+def bounded_grid(seed, F=5, C=70):
+    """Scores [F, C] under the bound ``mixture_bound[c] + offset[f]`` (some entries on it,
+    some -inf, one NaN bound), as augmented EI is under its mixture's target EI."""
+    rng = np.random.default_rng(seed)
+    mixture_bound = rng.normal(0.0, 3.0, C)
+    offset = rng.uniform(0.0, 2.0, F)
+    slack = rng.exponential(1.0, (F, C)) * (rng.random((F, C)) < 0.8)
+    values = mixture_bound[None] + offset[:, None] - slack
+    values[rng.random((F, C)) < 0.05] = -np.inf
+    mixture_bound[rng.integers(C)] = np.nan  # no bound known: must be scored
+    return values, mixture_bound, offset
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("block_size,top_k", [(1, 1), (8, 4), (32, 3), (200, 2)])
+def test_bounded_screen_keeps_the_full_screens_top_k(seed, block_size, top_k):
+    values, mixture_bound, offset = bounded_grid(seed)
+    full = jnp.asarray(values)
+    screened = optimize.bounded_screen(
+        lambda idx: full[:, idx], jnp.asarray(mixture_bound), jnp.asarray(offset), top_k, block_size
+    )
+    got = optimize.small_top_k(screened.ravel(), top_k)
+    want = optimize.small_top_k(full.ravel(), top_k)
+    np.testing.assert_array_equal(got[1], want[1])
+    np.testing.assert_array_equal(got[0], want[0])
+    scored = np.isfinite(np.asarray(screened))
+    np.testing.assert_array_equal(np.asarray(screened)[scored], values[scored])
+    # the NaN-bound mixture is always scored; with small blocks most mixtures are not
+    assert np.array_equal(
+        np.isfinite(values[:, np.isnan(mixture_bound)]), scored[:, np.isnan(mixture_bound)]
+    )
+    if block_size <= 8:
+        assert scored.any(axis=0).sum() < values.shape[1] // 2
+
+
+def test_bounded_screen_vmaps_and_stops_when_the_bound_is_tight():
+    grids = [bounded_grid(seed) for seed in range(3)]
+    values, bounds, offsets = (jnp.asarray(np.stack(a)) for a in zip(*grids, strict=True))
+    run = jax.vmap(
+        lambda v, b, o: optimize.bounded_screen(lambda idx: v[:, idx], b, o, top_k=2, block_size=4)
+    )
+    batched = run(values, bounds, offsets)
+    for i in range(3):
+        one = optimize.bounded_screen(
+            lambda idx, i=i: values[i][:, idx], bounds[i], offsets[i], top_k=2, block_size=4
+        )
+        np.testing.assert_array_equal(
+            optimize.small_top_k(batched[i].ravel(), 2)[1], optimize.small_top_k(one.ravel(), 2)[1]
+        )
+    # scores equal to their bounds, best mixture first: one block settles the top 2 of 70
+    C = 70
+    bound = jnp.linspace(0.0, -10.0, C)
+    tight = optimize.bounded_screen(
+        lambda idx: jnp.broadcast_to(bound[idx], (2, idx.shape[0])), bound, jnp.zeros(2), 2, 4
+    )
+    assert int(jnp.sum(jnp.isfinite(tight).any(axis=0))) == 4

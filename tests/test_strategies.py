@@ -289,3 +289,41 @@ def test_bad_configuration_errors(world):
         rj.hyperband(space, eta=1)
     with pytest.raises(ValueError, match="local_candidates"):
         rj.mfms_bo(space, local_candidates=-1)
+
+
+def test_the_bounded_screen_proposes_what_the_full_screen_does(world, truth, monkeypatch):
+    """mfms_bo scores mixtures in blocks, best target EI first, until no other can reach the
+    top_k (``optimize.bounded_screen``): every ask proposes what a full screen would."""
+    from recipes_jax import optimize
+    from recipes_jax.strategies import bo
+
+    space = world.space
+    scored = []
+    screen = optimize.bounded_screen
+
+    def counted(*args, **kwargs):
+        values = screen(*args, **kwargs)
+        count = jnp.sum(jnp.any(jnp.isfinite(values), axis=0))
+        jax.debug.callback(lambda n: scored.append(int(n)), count)
+        return values
+
+    monkeypatch.setattr(optimize, "bounded_screen", counted)
+    with jax.enable_x64(True):
+        _, tell = jitted(shared(space, "mfms_bo"))  # the same configuration
+        state = shared(space, "mfms_bo").init(jax.random.key(0))
+
+        def compiled_ask(block):
+            monkeypatch.setattr(bo, "SCREEN_BLOCK", block)  # read when traced, just below
+            ask = jax.jit(rj.mfms_bo(space, num_initial=3, **LEAN).ask)
+            return ask.lower(state, jax.random.key(0)).compile()
+
+        full, blocked = compiled_ask(10**6), compiled_ask(8)
+        for i in range(12):
+            p, state_after = blocked(state, jax.random.key(i))
+            q, _ = full(state, jax.random.key(i))
+            assert (int(p.steps), float(p.scale)) == (int(q.steps), float(q.scale))
+            np.testing.assert_allclose(p.mixture, q.mixture, rtol=0, atol=1e-9)
+            state = tell(state_after, p, evaluate(truth, p))
+    everything = LEAN["num_candidates"] + 1  # + the recommendation
+    assert len(scored) == 18 and scored.count(everything) >= 9  # 9 asks after the design
+    assert min(scored) < everything // 2  # the blocked screen did stop early

@@ -18,7 +18,10 @@ Acquisitions (all maximized, in log space, minus ``alpha * log(cost)``; ``alpha`
 
 - ``"target_ei"``: EI projected to the target fidelity (augmented EI): the EI of the mixture at
   the target, times how correlated the cheap observation is with it, times the share of it
-  that is signal (``acquisition.augmented_expected_improvement``).
+  that is signal (``acquisition.augmented_expected_improvement``). Both factors are at most
+  1, so a mixture's target EI bounds its score at every fidelity: the screen scores mixtures
+  in blocks, highest target EI first, only until no other can reach the ``top_k``
+  (``optimize.bounded_screen``; the same top_k as scoring all of them).
 - ``"kg"``: multi-fidelity knowledge gradient over {incumbent, the candidate's own mixture} at
   the target (``acquisition.knowledge_gradient``).
 - ``"ei"``: EI at the candidate's own fidelity against the incumbent's target mean (what
@@ -57,6 +60,8 @@ __all__ = [
 ]
 
 ACQUISITIONS = ("target_ei", "kg", "ei")
+#: Mixtures per block of the target-EI screen (``optimize.bounded_screen``).
+SCREEN_BLOCK = 32
 
 
 class PendingRuns(NamedTuple):
@@ -307,15 +312,30 @@ def bayes_opt(
         def score(X, idx):
             return value(X) - alpha * log_costs[idx]
 
-        def score_grid(W, fidelities):
+        def score_grid(W, fidelities, top_k=None):
+            """Scores [F, C]; with ``top_k``, target EI scores only what can reach the top_k
+            (``optimize.bounded_screen``: augmented EI <= the mixture's target EI) and the
+            rest is -inf."""
             if acquisition == "target_ei":
                 # each mixture's target pieces once, shared by its F fidelities
                 X_t = at_target(W)
                 pieces = target_pieces(X_t)
-                values = gp.map_grid(
-                    post, W, fidelities, lambda i, X, Ks, Vx: augmented(X, Vx, X_t, pieces)
-                )
-            elif acquisition == "ei":
+                offset = -alpha * log_costs
+
+                def evaluate(idx):
+                    sub = jax.tree_util.tree_map(lambda a: a[idx], pieces)
+                    values = gp.map_grid(
+                        post,
+                        W[idx],
+                        fidelities,
+                        lambda i, X, Ks, Vx: augmented(X, Vx, X_t[idx], sub),
+                    )
+                    return values + offset[:, None]
+
+                if top_k is None:
+                    return evaluate(jnp.arange(W.shape[0]))
+                return optimize.bounded_screen(evaluate, pieces[0], offset, top_k, SCREEN_BLOCK)
+            if acquisition == "ei":
                 mean, var = gp.grid_predict(post, W, fidelities)
                 values = acq.log_expected_improvement(mean, jnp.sqrt(var), best)
             else:
@@ -362,7 +382,7 @@ def bayes_opt(
             top_k=top_k,
             refine_steps=refine_steps,
             extra_candidates=extra,
-            score_grid=score_grid,
+            score_grid=lambda W, fidelities: score_grid(W, fidelities, top_k),
         )
         x = jnp.concatenate(
             [result.mixture, jnp.asarray(fid_encoded, dtype)[result.fidelity_index]]
