@@ -75,6 +75,10 @@ VARIANTS = {
         "768 global candidates, none local (the screen size of local_256_plus)",
         dict(num_candidates=768),
     ),
+    "candidates_4096": (
+        "4,096 global candidates (8x the screen; the bounded screen scores few of them)",
+        dict(num_candidates=4096),
+    ),
     "local_512_plus": (
         "512 global + 512 candidates around the recommendation (2x the screen)",
         dict(local_candidates=512),
