@@ -295,14 +295,13 @@ def test_the_bounded_screen_proposes_what_the_full_screen_does(world, truth, mon
     """mfms_bo scores mixtures in blocks, best target EI first, until no other can reach the
     top_k (``optimize.bounded_screen``): every ask proposes what a full screen would."""
     from recipes_jax import optimize
-    from recipes_jax.strategies import bo
 
     space = world.space
-    scored = []
+    scored, block = [], [None]
     screen = optimize.bounded_screen
 
     def counted(*args, **kwargs):
-        values = screen(*args, **kwargs)
+        values = screen(*args, **kwargs, block_size=block[0])
         count = jnp.sum(jnp.any(jnp.isfinite(values), axis=0))
         jax.debug.callback(lambda n: scored.append(int(n)), count)
         return values
@@ -312,8 +311,8 @@ def test_the_bounded_screen_proposes_what_the_full_screen_does(world, truth, mon
         _, tell = jitted(shared(space, "mfms_bo"))  # the same configuration
         state = shared(space, "mfms_bo").init(jax.random.key(0))
 
-        def compiled_ask(block):
-            monkeypatch.setattr(bo, "SCREEN_BLOCK", block)  # read when traced, just below
+        def compiled_ask(block_size):
+            block[0] = block_size  # read when traced, just below
             ask = jax.jit(rj.mfms_bo(space, num_initial=3, **LEAN).ask)
             return ask.lower(state, jax.random.key(0)).compile()
 

@@ -60,8 +60,6 @@ __all__ = [
 ]
 
 ACQUISITIONS = ("target_ei", "kg", "ei")
-#: Mixtures per block of the target-EI screen (``optimize.bounded_screen``).
-SCREEN_BLOCK = 32
 
 
 class PendingRuns(NamedTuple):
@@ -334,7 +332,7 @@ def bayes_opt(
 
                 if top_k is None:
                     return evaluate(jnp.arange(W.shape[0]))
-                return optimize.bounded_screen(evaluate, pieces[0], offset, top_k, SCREEN_BLOCK)
+                return optimize.bounded_screen(evaluate, pieces[0], offset, top_k)
             if acquisition == "ei":
                 mean, var = gp.grid_predict(post, W, fidelities)
                 values = acq.log_expected_improvement(mean, jnp.sqrt(var), best)
