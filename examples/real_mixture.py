@@ -153,13 +153,17 @@ def build(settings: Settings = FULL) -> Experiment:
     val = _windows(val_tokens, settings.eval_windows, settings.seq_len + 1)
     test = _windows(test_tokens, settings.test_windows, settings.seq_len + 1)
     checkpoints = tuple(rj.mfms_bo(space).checkpoints)
+    # every training call trains this many models (padded): one compile per width
+    model_batch = max(settings.batch_size, settings.final_seeds)
 
     def train_and_eval(mixtures, scale, steps, keys):
         """q runs sharing (scale, steps): each one's validation-loss curve {step: loss} at the
         checkpoints it passes and at ``steps`` (whatever the strategy reads of it)."""
         config = configs[min(configs, key=lambda m: abs(np.log(m / scale)))]  # float32-safe
         marks = [c for c in checkpoints if c < steps]
-        curves = tiny_lm.train_many(config, streams, mixtures, keys, steps, val, checkpoints=marks)
+        curves = tiny_lm.train_many(
+            config, streams, mixtures, keys, steps, val, checkpoints=marks, pad_to=model_batch
+        )
         return [dict(zip([*marks, steps], row.tolist(), strict=True)) for row in curves]
 
     return Experiment(
@@ -205,7 +209,13 @@ def evaluate_mixture(exp: Experiment, mixture, key: jax.Array) -> np.ndarray:
     mixtures = np.broadcast_to(np.asarray(mixture, np.float32), (n, exp.space.num_domains))
     keys = jax.random.split(key, n)
     out = tiny_lm.train_many(
-        config, exp.streams, mixtures, keys, exp.space.target[1], jnp.asarray(exp.test)
+        config,
+        exp.streams,
+        mixtures,
+        keys,
+        exp.space.target[1],
+        jnp.asarray(exp.test),
+        pad_to=max(exp.settings.batch_size, n),
     )
     return out[:, -1]
 

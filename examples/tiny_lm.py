@@ -152,6 +152,7 @@ def train_many(
     steps: int,
     eval_tokens,
     checkpoints=(),
+    pad_to: int | None = None,
 ) -> np.ndarray:
     """Train q models of ``config`` together, model i on mixture ``mixtures[i]``.
 
@@ -162,11 +163,22 @@ def train_many(
       eval_tokens: [E, seq_len + 1] int32 held-out windows of the target domain.
       checkpoints: step counts (multiples of ``config.chunk``, <= ``steps``) at which the
         held-out loss is also measured.
+      pad_to: train at least this many models, the extra ones copies of model 0 whose
+        results are dropped: the programs are compiled per number of models, so callers
+        whose q varies (runs grouped by fidelity) compile them once.
     Returns float64 [q, len(checkpoints) + 1]: held-out loss (nats per byte) at each
     checkpoint, then at ``steps``.
     """
     if steps % config.chunk or any(c % config.chunk for c in checkpoints):
         raise ValueError(f"steps and checkpoints must be multiples of chunk={config.chunk}")
+    q = len(mixtures)
+    if pad_to is not None and q < pad_to:
+        fill = lambda a: jnp.concatenate([a, jnp.repeat(a[:1], pad_to - q, axis=0)])
+        curves = train_many(
+            config, streams, fill(jnp.asarray(mixtures)), fill(jnp.asarray(keys)), steps,
+            eval_tokens, checkpoints,
+        )  # fmt: skip
+        return curves[:q]
     init, chunk, evaluate = _programs(config)
     mixtures = jnp.asarray(mixtures, jnp.float32)
     params, opt_state = init(keys)

@@ -49,13 +49,16 @@ def check_trace(trace, space, budget, T):
 
 
 def test_every_strategy_runs_under_run_campaign_and_sweep(world, truth):
+    """mfms_bo's run_campaign and sweep traces are checked by the next test; the other GP
+    strategies share its campaign code, so sweeping them checks them (compiling each twice
+    would cost a minute of the suite)."""
     space, budget = world.space, 2.5
     with jax.enable_x64(True):
         for strategy in all_strategies(space):
+            if strategy.name == "mfms_bo":
+                continue
             T = 8
-            if strategy.name == "mfms_bo" or strategy.observe is None:
-                # (the other GP strategies share mfms_bo's campaign code: sweeping them checks
-                # them; compiling each twice would cost a minute of the suite)
+            if strategy.observe is None:
                 trace = rj.run_campaign(strategy, truth, budget, jax.random.key(0), num_asks=T)
                 check_trace(trace, space, budget, T)
             traces = rj.sweep(
@@ -70,27 +73,28 @@ def test_every_strategy_runs_under_run_campaign_and_sweep(world, truth):
 def test_same_key_same_trace_bit_for_bit_and_sweep_matches_run_campaign(world, truth):
     space = world.space
     with jax.enable_x64(True):
-        strategy = shared(space, "mfms_bo")  # compiled by the test above
+        strategy = shared(space, "mfms_bo")
         a = rj.run_campaign(strategy, truth, 1.0, jax.random.key(7), num_asks=8)
+        check_trace(a, space, 1.0, 8)
         b = rj.run_campaign(strategy, truth, 1.0, jax.random.key(7), num_asks=8)
         for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True):
             np.testing.assert_array_equal(x, y)
         c = rj.run_campaign(strategy, truth, 1.0, jax.random.key(8), num_asks=8)
         assert not np.array_equal(a.proposals.mixture, c.proposals.mixture)
         keys = jnp.stack([jax.random.key(7), jax.random.key(8), jax.random.key(9)])
-        swept = rj.sweep(strategy, truth, 1.0, keys, num_asks=8)
+        # batches of 2 over 3 seeds: the last batch is padded
+        swept = rj.sweep(strategy, truth, 1.0, keys, num_asks=8, batch_size=2)
+        assert swept.cost.shape == (3, 8)
+        for seed in range(3):
+            check_trace(jax.tree_util.tree_map(lambda v, i=seed: v[i], swept), space, 1.0, 8)
         if jax.default_backend() == "cpu":
-            # one CPU device loops over seeds: each is run_campaign, bit for bit, whatever
-            # the batch width
-            pairs = rj.sweep(strategy, truth, 1.0, keys, num_asks=8, batch_size=2)
+            # one CPU device loops over seeds, whatever the batch width: each is
+            # run_campaign, bit for bit
             for seed, single in ((0, a), (1, c)):
-                for out in (swept, pairs):
-                    for x, y in zip(
-                        jax.tree_util.tree_leaves(out),
-                        jax.tree_util.tree_leaves(single),
-                        strict=True,
-                    ):
-                        np.testing.assert_array_equal(x[seed], y)
+                for x, y in zip(
+                    jax.tree_util.tree_leaves(swept), jax.tree_util.tree_leaves(single), strict=True
+                ):
+                    np.testing.assert_array_equal(x[seed], y)
         else:
             # the design is exact; model-driven asks agree up to batched-vs-unbatched rounding
             np.testing.assert_array_equal(swept.proposals.mixture[0, :3], a.proposals.mixture[:3])
@@ -192,34 +196,137 @@ def test_mfms_bo_beats_random_search_on_the_built_in_world(world, truth):
     assert med_bo < med_rs
 
 
-MULTI_DEVICE = textwrap.dedent(
+#: mfms_bo settings small enough for the sharding tests' subprocesses (a 3-run design, so 6
+#: asks reach the GP); both scripts below take them, so their sweeps are the same campaigns
+SHARDED_MFMS = dict(
+    num_initial=3,
+    capacity=32,
+    num_candidates=64,
+    top_k=2,
+    refine_steps=3,
+    fit_starts=1,
+    fit_steps=3,
+    recommend_candidates=64,
+)
+
+#: What the sharding scripts record of a sweep, per strategy.
+SWEEP_FIELDS = textwrap.dedent(
     """
-    import json, jax, numpy as np, recipes_jax as rj
+    def fields(traces):
+        return {
+            "cost": np.asarray(traces.cost).tolist(),
+            "recommendation": np.asarray(traces.recommendation).tolist(),
+            "scale": np.asarray(traces.proposals.scale).tolist(),
+            "steps": np.asarray(traces.proposals.steps).tolist(),
+            "active": np.asarray(traces.active).tolist(),
+        }
+    """
+)
+
+MULTI_DEVICE = SWEEP_FIELDS + textwrap.dedent(
+    """
+    import json, sys
+    import jax, numpy as np, recipes_jax as rj
+    path, settings = sys.argv[1], json.loads(sys.argv[2])
     world = rj.worlds.default()
     truth = world.truth("eval/RedPajamaStackExchange/CrossEntropyLoss")
     assert len(jax.devices()) == 4, jax.devices()
     keys = jax.random.split(jax.random.key(3), 7)  # not a multiple of 4 x 2: padded
     out = {}
     with jax.enable_x64(True):
-        for strategy in (rj.hyperband(world.space),
-                         rj.mfms_bo(world.space, num_initial=3, capacity=32, num_candidates=64,
-                                    top_k=2, refine_steps=3, fit_starts=1, fit_steps=3,
-                                    recommend_candidates=64)):
+        for strategy in (rj.hyperband(world.space), rj.mfms_bo(world.space, **settings)):
             one = rj.sweep(strategy, truth, 1.0, keys, num_asks=6, devices=1, batch_size=2)
             four = rj.sweep(strategy, truth, 1.0, keys, num_asks=6, batch_size=2)
-            out[strategy.name] = [
-                float(np.nanmax(np.abs(np.asarray(a, float) - np.asarray(b, float)), initial=0))
-                for a, b in zip(jax.tree_util.tree_leaves(one), jax.tree_util.tree_leaves(four))
-            ]
-            out[strategy.name + "_discrete"] = bool(
-                np.array_equal(one.proposals.scale, four.proposals.scale)
-                and np.array_equal(one.proposals.steps, four.proposals.steps)
-                and np.array_equal(one.active, four.active)
-            )
-            out[strategy.name + "_shape"] = list(four.cost.shape)
-    print(json.dumps(out))
+            out[strategy.name] = {
+                "one": fields(one),
+                "four": fields(four),
+                "max_difference": [
+                    float(np.nanmax(np.abs(np.asarray(a, float) - np.asarray(b, float)), initial=0))
+                    for a, b in zip(jax.tree_util.tree_leaves(one), jax.tree_util.tree_leaves(four))
+                ],
+            }
+    with open(path, "w") as f:
+        json.dump(out, f)
     """
 )
+
+MULTI_PROCESS = SWEEP_FIELDS + textwrap.dedent(
+    """
+    import json, sys
+    import jax
+    process_id, port, path = sys.argv[1:4]
+    jax.distributed.initialize(f"localhost:{port}", num_processes=2, process_id=int(process_id))
+    import numpy as np, recipes_jax as rj
+    assert jax.process_count() == 2 and len(jax.devices()) == 4, jax.devices()
+    world = rj.worlds.default()
+    truth = world.truth("eval/RedPajamaStackExchange/CrossEntropyLoss")
+    keys = jax.random.split(jax.random.key(3), 7)  # padded to 4 devices x batch 2
+    strategy = rj.hyperband(world.space)
+    with jax.enable_x64(True):  # as the reference
+        traces = rj.sweep(strategy, truth, 1.0, keys, num_asks=6, batch_size=2)
+    with open(f"{path}.{process_id}", "w") as f:
+        json.dump({strategy.name: fields(traces)}, f)
+    """
+)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def _cpu_devices_env(num_devices: int) -> dict:
+    return dict(
+        os.environ,
+        XLA_FLAGS=f"--xla_force_host_platform_device_count={num_devices}",
+        JAX_PLATFORMS="cpu",
+    )
+
+
+def test_sweep_shards_seeds_over_devices_and_processes_with_the_same_results(tmp_path):
+    """The same 7 seeds swept on one device, on 4 CPU devices of one process (Hyperband and
+    mfms_bo), and on 2 processes x 2 CPU devices started with jax.distributed (Hyperband;
+    every process gets every seed's trace), all at once in fresh processes. Sharded or not,
+    the campaigns choose the same runs; no model: bit for bit; GP strategy: values equal to
+    the last bits. The multi-process sweep is the 4-device program's sharding with another
+    device layout, not another strategy path, so it runs the model-free strategy only: a
+    GP strategy there would add two 20-second compiles to the suite. (The one-device sweeps
+    run in the 4-device process: both sharded runs are checked against one reference.)"""
+    settings = json.dumps(SHARDED_MFMS)
+    four_path, port, path = tmp_path / "four.json", str(_free_port()), str(tmp_path / "out")
+    popen = lambda args, devices: subprocess.Popen(
+        [sys.executable, "-c", *args],
+        env=_cpu_devices_env(devices),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    procs = [popen([MULTI_DEVICE, str(four_path), settings], 4)]
+    procs += [popen([MULTI_PROCESS, str(i), port, path], 2) for i in range(2)]
+    try:
+        for proc in procs:
+            _, err = proc.communicate(timeout=600)
+            assert proc.returncode == 0, err[-3000:]
+    except subprocess.TimeoutExpired:
+        pytest.fail("a sharded sweep ran past 600 s: hung?")
+    finally:
+        for proc in procs:
+            proc.kill()
+    four = json.loads(four_path.read_text())
+    first, second = (json.loads((tmp_path / f"out.{i}").read_text()) for i in range(2))
+    assert first == second and list(first) == ["hyperband"]
+    for name, tol in (("hyperband", 0.0), ("mfms_bo", 1e-12)):
+        one = four[name]["one"]
+        assert np.shape(one["cost"]) == (7, 6)
+        assert max(four[name]["max_difference"]) <= tol, four[name]["max_difference"]
+        for sharded in [four[name]["four"], *([first[name]] if name in first else [])]:
+            for field in ("scale", "steps", "active"):
+                assert sharded[field] == one[field], f"{name}: other runs than on one device"
+            for field in ("cost", "recommendation"):
+                np.testing.assert_allclose(sharded[field], one[field], rtol=0, atol=tol)
 
 
 def test_a_sweep_of_every_gp_strategy_makes_no_batched_lapack_call(world, truth):
@@ -250,15 +357,10 @@ def test_a_sweep_of_every_gp_strategy_makes_no_batched_lapack_call(world, truth)
 def _run_on_cpu_devices(script: str, num_devices: int, timeout: float) -> dict:
     """Run ``script`` in a fresh process that sees ``num_devices`` CPU devices; returns the
     JSON object on its last output line. Past ``timeout`` seconds the test fails (a hang)."""
-    env = dict(
-        os.environ,
-        XLA_FLAGS=f"--xla_force_host_platform_device_count={num_devices}",
-        JAX_PLATFORMS="cpu",
-    )
     try:
         done = subprocess.run(
             [sys.executable, "-c", script],
-            env=env,
+            env=_cpu_devices_env(num_devices),
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -267,16 +369,6 @@ def _run_on_cpu_devices(script: str, num_devices: int, timeout: float) -> dict:
         pytest.fail(f"a script on {num_devices} CPU devices ran past {timeout} s: hung?")
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def test_sweep_shards_seeds_over_devices_with_the_same_results(tmp_path):
-    out = _run_on_cpu_devices(MULTI_DEVICE, 4, timeout=600)
-    for name in ("hyperband", "mfms_bo"):
-        assert out[name + "_shape"] == [7, 6]
-        assert out[name + "_discrete"], f"{name}: 4 devices chose other runs than 1 device"
-    # no model: bit for bit; GP strategy: the same runs, values equal to the last bits
-    assert max(out["hyperband"]) == 0.0, out["hyperband"]
-    assert max(out["mfms_bo"]) < 1e-12, out["mfms_bo"]
 
 
 REALISTIC_MULTI_DEVICE = textwrap.dedent(
@@ -307,75 +399,3 @@ def test_sweep_of_a_full_size_gp_on_two_cpu_devices_does_not_hang():
     out = _run_on_cpu_devices(REALISTIC_MULTI_DEVICE, 2, timeout=300)
     assert out["same_runs"], "2 devices chose other runs than 1 device"
     assert out["recommendation"] < 1e-9, out
-
-
-#: LEAN search settings plus a 3-run initial design, so 6 asks reach the GP
-TINY_MFMS = {**LEAN, "num_initial": 3}
-
-MULTI_PROCESS = textwrap.dedent(
-    """
-    import json, sys
-    import jax
-    process_id, port, path, tiny = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
-    jax.distributed.initialize(f"localhost:{port}", num_processes=2, process_id=process_id)
-    import numpy as np, recipes_jax as rj
-    assert jax.process_count() == 2 and len(jax.devices()) == 4, jax.devices()
-    world = rj.worlds.default()
-    truth = world.truth("eval/RedPajamaStackExchange/CrossEntropyLoss")
-    keys = jax.random.split(jax.random.key(3), 7)  # padded to 4 devices x batch 2
-    out = {}
-    with jax.enable_x64(True):
-        for strategy in (rj.hyperband(world.space), rj.mfms_bo(world.space, **json.loads(tiny))):
-            traces = rj.sweep(strategy, truth, 1.0, keys, num_asks=6, batch_size=2)
-            out[strategy.name] = {
-                "cost": np.asarray(traces.cost).tolist(),
-                "recommendation": np.asarray(traces.recommendation).tolist(),
-                "scale": np.asarray(traces.proposals.scale).tolist(),
-                "steps": np.asarray(traces.proposals.steps).tolist(),
-            }
-    with open(f"{path}.{process_id}", "w") as f:
-        json.dump(out, f)
-    """
-)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        return s.getsockname()[1]
-
-
-def test_sweep_spans_two_processes_under_jax_distributed(tmp_path, world, truth):
-    """Two processes x 2 CPU devices each, started with jax.distributed: every process gets
-    every seed's trace, equal to a one-process, one-device sweep of the same keys."""
-    env = dict(
-        os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu"
-    )
-    port, path = str(_free_port()), str(tmp_path / "out")
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", MULTI_PROCESS, str(i), port, path, json.dumps(TINY_MFMS)],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for i in range(2)
-    ]
-    for proc in procs:
-        _, err = proc.communicate(timeout=600)
-        assert proc.returncode == 0, err[-3000:]
-    first, second = (json.loads((tmp_path / f"out.{i}").read_text()) for i in range(2))
-    assert first == second
-    keys = jax.random.split(jax.random.key(3), 7)
-    with jax.enable_x64(True):
-        for strategy in (rj.hyperband(world.space), rj.mfms_bo(world.space, **TINY_MFMS)):
-            ref = rj.sweep(strategy, truth, 1.0, keys, num_asks=6, devices=1, batch_size=2)
-            got = first[strategy.name]
-            assert np.array_equal(got["scale"], ref.proposals.scale)
-            assert np.array_equal(got["steps"], ref.proposals.steps)
-            tol = 0.0 if strategy.name == "hyperband" else 1e-12
-            np.testing.assert_allclose(got["cost"], ref.cost, rtol=0, atol=tol)
-            np.testing.assert_allclose(got["recommendation"], ref.recommendation, atol=tol)

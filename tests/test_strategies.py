@@ -27,8 +27,10 @@ LEAN = dict(
 
 
 @functools.cache
+@functools.cache
 def all_strategies(space):
-    """One object per strategy, shared by the tests so each compiles once."""
+    """One object per strategy, shared by the tests so each compiles once (run_campaign,
+    sweep and :func:`jitted` keep their compiled programs per strategy object)."""
     return (
         rj.random_search(space),
         rj.hyperband(space),
@@ -165,13 +167,13 @@ def test_learning_curve_adds_one_observation_per_checkpoint_reached(world):
     with jax.enable_x64(True):
         strategy = shared(space, "mfms_bo")
         assert strategy.checkpoints == (6500, 13_000, 19_500)
+        ask, tell = jitted(strategy)  # (compiled once for the tests that share them)
         state = strategy.init(jax.random.key(0))
-        p, state = strategy.ask(state, jax.random.key(0))
+        p, state = ask(state, jax.random.key(0))
         p = p._replace(steps=jnp.asarray(13_000, jnp.int32))
         curve = rj.LearningCurve(
             jnp.asarray([6500, 13_000, 19_500, 13_000]), jnp.asarray([3.0, 2.5, 2.0, 2.5])
         )
-        tell = jitted(strategy)[1]
         told = tell(state, p, curve)
         assert int(told.obs.count) == 3  # 6500, 13000, and the final 13000; not 19500
         steps = np.asarray(space.decode_fidelity(*told.obs.x[:3, -2:].T)[1])
@@ -291,38 +293,43 @@ def test_bad_configuration_errors(world):
         rj.mfms_bo(space, local_candidates=-1)
 
 
-def test_the_bounded_screen_proposes_what_the_full_screen_does(world, truth, monkeypatch):
+def test_the_bounded_screen_picks_what_the_full_screen_does(world, truth, monkeypatch):
     """mfms_bo scores mixtures in blocks, best target EI first, until no other can reach the
-    top_k (``optimize.bounded_screen``): every ask proposes what a full screen would."""
+    top_k (``optimize.bounded_screen``). In every ask of a campaign, the screen (in small
+    blocks, so that it stops early) hands refinement the same top_k (fidelity, mixture)
+    pairs, with the same scores, as scoring every mixture does: so the ask proposes what a
+    full screen would. Both are computed in the same compiled ask."""
     from recipes_jax import optimize
 
     space = world.space
-    scored, block = [], [None]
+    asks = []
     screen = optimize.bounded_screen
 
-    def counted(*args, **kwargs):
-        values = screen(*args, **kwargs, block_size=block[0])
-        count = jnp.sum(jnp.any(jnp.isfinite(values), axis=0))
-        jax.debug.callback(lambda n: scored.append(int(n)), count)
+    def checked(evaluate, mixture_bound, fidelity_offset, top_k, **kwargs):
+        values = screen(evaluate, mixture_bound, fidelity_offset, top_k, block_size=8)
+        full = evaluate(jnp.arange(mixture_bound.shape[0]))
+        full = jnp.where(jnp.isfinite(full), full, -jnp.inf)
+        scored = jnp.sum(jnp.any(jnp.isfinite(values), axis=0))
+        jax.debug.callback(
+            lambda *a: asks.append([np.asarray(x) for x in a]),
+            scored,
+            *optimize.small_top_k(values.ravel(), top_k),
+            *optimize.small_top_k(full.ravel(), top_k),
+        )
         return values
 
-    monkeypatch.setattr(optimize, "bounded_screen", counted)
+    monkeypatch.setattr(optimize, "bounded_screen", checked)
     with jax.enable_x64(True):
-        _, tell = jitted(shared(space, "mfms_bo"))  # the same configuration
-        state = shared(space, "mfms_bo").init(jax.random.key(0))
-
-        def compiled_ask(block_size):
-            block[0] = block_size  # read when traced, just below
-            ask = jax.jit(rj.mfms_bo(space, num_initial=3, **LEAN).ask)
-            return ask.lower(state, jax.random.key(0)).compile()
-
-        full, blocked = compiled_ask(10**6), compiled_ask(8)
+        strategy = rj.mfms_bo(space, num_initial=3, **LEAN)  # traced with the check above
+        ask, tell = jax.jit(strategy.ask), jitted(shared(space, "mfms_bo"))[1]
+        state = strategy.init(jax.random.key(0))
         for i in range(12):
-            p, state_after = blocked(state, jax.random.key(i))
-            q, _ = full(state, jax.random.key(i))
-            assert (int(p.steps), float(p.scale)) == (int(q.steps), float(q.scale))
-            np.testing.assert_allclose(p.mixture, q.mixture, rtol=0, atol=1e-9)
-            state = tell(state_after, p, evaluate(truth, p))
+            p, state = ask(state, jax.random.key(i))
+            state = tell(state, p, evaluate(truth, p))
     everything = LEAN["num_candidates"] + 1  # + the recommendation
-    assert len(scored) == 18 and scored.count(everything) >= 9  # 9 asks after the design
-    assert min(scored) < everything // 2  # the blocked screen did stop early
+    assert len(asks) == 9  # the asks after the 3-run design
+    for _, values, picks, full_values, full_picks in asks:
+        assert set(picks.tolist()) == set(full_picks.tolist())
+        np.testing.assert_allclose(values, full_values, rtol=1e-12, atol=0)
+    counts = [int(a[0]) for a in asks]
+    assert min(counts) < everything // 2, counts  # the blocked screen did stop early

@@ -42,6 +42,12 @@ def test_models_learn_what_their_mixture_feeds_them():
     # each model is better on its own domain than the other model is
     assert losses[0][0, -1] < losses[0][1, -1] - 0.5
     assert losses[1][1, -1] < losses[1][0, -1] - 0.5
+    # one model, padded to the two-model program (no new compile): model 1's curve
+    alone = tiny_lm.train_many(
+        CONFIG, streams, mixtures[1:], keys[1:], 90, held_out[0], (30, 60, 90, 120), pad_to=2
+    )
+    assert alone.shape == (1, 5)
+    np.testing.assert_allclose(alone, losses[0][1:], rtol=1e-6)
     assert tiny_lm.count_params(CONFIG) > 0
     assert tiny_lm.flops_per_step(CONFIG) == 6.0 * tiny_lm.count_params(CONFIG) * 8 * 16
     with pytest.raises(ValueError, match="multiples of chunk"):
