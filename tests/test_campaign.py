@@ -49,7 +49,8 @@ def check_trace(trace, space, budget, T):
 
 
 def test_every_strategy_runs_under_run_campaign_and_sweep(world, truth):
-    """mfms_bo's run_campaign and sweep traces are checked by the next test; the other GP
+    """mfms_bo's run_campaign and sweep traces are checked by
+    test_same_key_same_trace_bit_for_bit_and_sweep_matches_run_campaign; the other GP
     strategies share its campaign code, so sweeping them checks them (compiling each twice
     would cost a minute of the suite)."""
     space, budget = world.space, 2.5
@@ -196,8 +197,8 @@ def test_mfms_bo_beats_random_search_on_the_built_in_world(world, truth):
     assert med_bo < med_rs
 
 
-#: mfms_bo settings small enough for the sharding tests' subprocesses (a 3-run design, so 6
-#: asks reach the GP); both scripts below take them, so their sweeps are the same campaigns
+#: mfms_bo settings small enough for the 4-device subprocess below (a 3-run design, so 6
+#: asks reach the GP)
 SHARDED_MFMS = dict(
     num_initial=3,
     capacity=32,

@@ -27,7 +27,6 @@ LEAN = dict(
 
 
 @functools.cache
-@functools.cache
 def all_strategies(space):
     """One object per strategy, shared by the tests so each compiles once (run_campaign,
     sweep and :func:`jitted` keep their compiled programs per strategy object)."""
