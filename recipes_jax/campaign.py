@@ -411,8 +411,10 @@ def sweep(
     and the device count: on one GPU, the same ``batch_size`` gives the same bits whatever the
     number of seeds. Across CPU device counts,
     random search and Hyperband traces are bit for bit identical; GP strategies make the same
-    runs with values agreeing to ~1e-13 (12-ask sweeps of every GP strategy, 1 vs 4 CPU
-    devices: at most 3.4e-14), because XLA fuses a partitioned program differently. In a long
+    runs with values agreeing to ~1e-13 for small GPs (12-ask sweeps of every GP strategy, 1
+    vs 4 CPU devices: at most 3.4e-14) and ~1e-9 at a realistic size (mfms_bo, 256-row
+    buffer, 2 x 15 refits: scores 2e-9, mixtures 4.5e-10), because XLA fuses a partitioned
+    program differently (the refits amplify the last bits). In a long
     model-based campaign such last-bit differences can steer later proposals apart.
 
     Several hosts: start every process with ``jax.distributed.initialize(...)`` and call

@@ -479,11 +479,14 @@ def posterior_variance(prior_var: jax.Array, V: jax.Array) -> jax.Array:
     return jnp.maximum(prior_var - jnp.sum(V * V, axis=1), 0.0)
 
 
+@partial(jax.jit, static_argnames="include_noise")
 def predict(
     post: Posterior, xq: jax.Array, *, include_noise: bool = False
 ) -> tuple[jax.Array, jax.Array]:
     """Posterior mean [Q] and variance [Q] of the latent function at xq [Q, D], in original
-    units (``include_noise`` adds the observation-noise variance)."""
+    units (``include_noise`` adds the observation-noise variance). Jitted (so are
+    :meth:`GP.condition` and :func:`predict_covariance`): called outside ``jit``, op by op,
+    each small operation would compile on its own, seconds per new shape."""
     mean, prior_var, V = project(post, xq)
     var = posterior_variance(prior_var, V)
     if include_noise:
@@ -491,6 +494,7 @@ def predict(
     return post.y_loc + post.y_scale * mean, jnp.square(post.y_scale) * var
 
 
+@jax.jit
 def predict_covariance(post: Posterior, xq: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Posterior mean [Q] and joint covariance [Q, Q] at xq [Q, D], original units."""
     mean, _, V = project(post, xq)
@@ -627,19 +631,8 @@ class GP:
         ``standardization``: optional fixed ``(loc, scale)`` of the targets (default: from the
         valid observations), e.g. to add fantasy observations without changing units.
         """
-        z, loc, scale = self._standardized(obs, standardization)
-        (kernel, amplitude, noise), K, noise_diag, H = self._prior(params, obs)
-        L, _ = cholesky_with_jitter(masked_gram(K, noise_diag, obs.mask))
-        # every solve through L^-1 (matrix products): no LAPACK call beyond the Cholesky
-        L_inv = linalg.triangular_inverse(L)
-        H = jnp.where(obs.mask[:, None], H, 0.0)
-        beta = jnp.zeros((H.shape[1],), K.dtype)
-        if H.shape[1]:
-            # generalized least squares for the mean coefficients, as in reml_nll
-            V_H = L_inv @ H
-            beta, _ = linalg.small_spd_solve(_normal_matrix(V_H, V_H), V_H.T @ (L_inv @ z))
-        alpha = jnp.where(obs.mask, L_inv.T @ (L_inv @ (z - H @ beta)), 0.0)
-        return Posterior(kernel, amplitude, noise, obs.x, obs.mask, L_inv, alpha, beta, loc, scale)
+        self._check(obs)  # a clear error before tracing
+        return _condition(self, params, obs, standardization)
 
     def fit(
         self,
@@ -686,6 +679,24 @@ class GP:
             # line search lazily (gp.line_search_step), 1.2x faster for a CPU sweep
             run = jax.custom_batching.sequential_vmap(run)
         return run(obs, key, init, start_spread)
+
+
+@partial(jax.jit, static_argnums=0)
+def _condition(model: GP, params: dict, obs: Observations, standardization) -> Posterior:
+    # GP.condition, jitted as a whole (see predict)
+    z, loc, scale = model._standardized(obs, standardization)
+    (kernel, amplitude, noise), K, noise_diag, H = model._prior(params, obs)
+    L, _ = cholesky_with_jitter(masked_gram(K, noise_diag, obs.mask))
+    # every solve through L^-1 (matrix products): no LAPACK call beyond the Cholesky
+    L_inv = linalg.triangular_inverse(L)
+    H = jnp.where(obs.mask[:, None], H, 0.0)
+    beta = jnp.zeros((H.shape[1],), K.dtype)
+    if H.shape[1]:
+        # generalized least squares for the mean coefficients, as in reml_nll
+        V_H = L_inv @ H
+        beta, _ = linalg.small_spd_solve(_normal_matrix(V_H, V_H), V_H.T @ (L_inv @ z))
+    alpha = jnp.where(obs.mask, L_inv.T @ (L_inv @ (z - H @ beta)), 0.0)
+    return Posterior(kernel, amplitude, noise, obs.x, obs.mask, L_inv, alpha, beta, loc, scale)
 
 
 _LOG_AMPLITUDE = (math.log(1e-2), math.log(1e2))

@@ -136,6 +136,16 @@ def part_columns(part: str, num_domains: int) -> tuple[int, ...]:
     return table[part]
 
 
+def _take_columns(X: jax.Array, columns: tuple[int, ...]) -> jax.Array:
+    """``X[..., columns]`` for static column indices: a slice when they are consecutive (every
+    ``part_columns`` part is), which XLA fuses into its consumers, where an index array would
+    be a gather (and its gradient a scatter): separate kernels, slower to compile and run."""
+    columns = tuple(int(c) for c in columns)
+    if columns == tuple(range(columns[0], columns[0] + len(columns))):
+        return X[..., columns[0] : columns[0] + len(columns)]
+    return X[..., np.asarray(columns)]
+
+
 def helmert_basis(num_domains: int) -> np.ndarray:
     """Orthonormal basis [K, K-1] of the zero-sum subspace (isometric log-ratio coordinates)."""
     K = num_domains
@@ -199,7 +209,7 @@ class ARDStationary(tinygp.kernels.Kernel):
     def features(self, X: jax.Array) -> jax.Array:
         """Scaled features [..., F] of encoded decisions X [..., K + 2]: this kernel's columns,
         in its mixture representation, divided by the lengthscales."""
-        x = X[..., jnp.asarray(self.columns)]
+        x = _take_columns(X, self.columns)
         if self.representation != "none":
             x = mixture_features(x, self.representation, self.power)
         return x / self.lengthscale
@@ -281,20 +291,20 @@ class LinearTruncatedFidelity(tinygp.kernels.Kernel):
 
     def evaluate(self, X1, X2):
         """Kernel value (scalar) between single encoded decisions X1 [D] and X2 [D]."""
-        cols = jnp.asarray(self.fidelity_columns)
-        bias = self._bias(X1[cols], X2[cols])
+        cols = self.fidelity_columns
+        bias = self._bias(_take_columns(X1, cols), _take_columns(X2, cols))
         return self.unbiased.evaluate(X1, X2) + bias * self.biased.evaluate(X1, X2)
 
     def gram(self, X1, X2):
         """[N1, N2] Gram matrix of X1 [N1, D] and X2 [N2, D], via the parts' fast paths."""
-        cols = jnp.asarray(self.fidelity_columns)
-        bias = self._bias(X1[:, None, cols], X2[None, :, cols])
+        cols = self.fidelity_columns
+        bias = self._bias(_take_columns(X1, cols)[:, None], _take_columns(X2, cols)[None, :])
         return gram(self.unbiased, X1, X2) + bias * gram(self.biased, X1, X2)
 
     def diag(self, X):
         """Diagonal [N] of the Gram matrix at X [N, D]."""
-        cols = jnp.asarray(self.fidelity_columns)
-        bias = self._bias(X[:, cols], X[:, cols])
+        F = _take_columns(X, self.fidelity_columns)
+        bias = self._bias(F, F)
         return diag(self.unbiased, X) + bias * diag(self.biased, X)
 
 

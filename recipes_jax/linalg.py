@@ -18,6 +18,11 @@ Two jaxlib 0.10 facts on CPU shape this module.
   blocks by a nilpotent series, then merges neighbouring inverted blocks level by level
   (``[[A, 0], [B, D]]^-1 = [[A^-1, 0], [-D^-1 B A^-1, D^-1]]``), all in matrix products.
 
+:func:`triangular_inverse` is jitted as a whole: called outside ``jit`` (in a notebook, say),
+op by op, each of its few hundred small operations would compile on its own, seconds per new
+shape. (:func:`lower_gram` is not: its result is exactly symmetric op by op, and only to the
+last bit once XLA fuses it, which computes the mirrored blocks separately.)
+
 ``python benchmarks/gp_inverse.py`` times ``C^-1 = L^-T L^-1`` (:func:`inverse_from_cholesky`)
 against two LAPACK triangular solves side by side, with the residual ``|C C^-1 - I|`` of both.
 """
@@ -167,6 +172,7 @@ def _leaf_inverses(T: jax.Array) -> jax.Array:
     return inverse / d[:, None, :]
 
 
+@functools.partial(jax.jit, static_argnames="leaf")
 def triangular_inverse(L: jax.Array, leaf: int | None = None) -> jax.Array:
     """``L^-1`` [N, N] of a lower-triangular L [N, N] (L's strict upper triangle is ignored;
     the result's is zero), in matrix products only. Same dtype; a NaN in L makes the rows

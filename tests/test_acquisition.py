@@ -103,7 +103,7 @@ def fitted_posterior(n=20, seed=0, model=MODEL):
     obs = gp.observations(SPACE.encode(w, m, s), y)
     params = model.init(jnp.float64)
     params["noise"] = jnp.asarray(-2.0)  # a visible noise level
-    return model.condition(params, obs), obs
+    return jax.jit(model.condition)(params, obs), obs
 
 
 def candidates(seed=1, q=6):
@@ -117,23 +117,29 @@ def candidates(seed=1, q=6):
 def test_target_correlation_and_augmented_ei_match_monte_carlo():
     post, _ = fitted_posterior()
     x, x_target = candidates()
-    corr, _, _ = acq.target_correlation(post, x, x_target)
-    draws = np.asarray(gp.sample(post, jax.random.key(0), jnp.concatenate([x, x_target]), 100_000))
+
+    @jax.jit  # one program: op by op, every primitive of these would compile on its own
+    def ours(post):
+        corr, _, _ = acq.target_correlation(post, x, x_target)
+        draws = gp.sample(post, jax.random.key(0), jnp.concatenate([x, x_target]), 100_000)
+        mean_t, var_t = gp.predict(post, x_target)
+        best = mean_t - 0.3 * jnp.sqrt(var_t)  # per candidate, so no EI is negligible
+        aei = acq.augmented_expected_improvement(post, x, x_target, best)
+        _, var_x = gp.predict(post, x)
+        # at the target fidelity itself the correlation is 1: AEI = EI * noise factor < EI
+        full = acq.augmented_expected_improvement(post, x_target, x_target, best)
+        ei = acq.expected_improvement(mean_t, jnp.sqrt(var_t), best)
+        return corr, draws, best, aei, var_x, full, ei
+
+    corr, draws, best, aei, var_x, full, ei = map(np.asarray, ours(post))
     q = x.shape[0]
     emp = [np.corrcoef(draws[:, i], draws[:, q + i])[0, 1] for i in range(q)]
     np.testing.assert_allclose(corr, emp, atol=0.01)
-    mean_t, var_t = gp.predict(post, x_target)
-    best = np.asarray(mean_t - 0.3 * np.sqrt(var_t))  # per candidate, so no EI is negligible
-    aei = np.asarray(acq.augmented_expected_improvement(post, x, x_target, best))
     ei_mc = np.maximum(best - draws[:, q:], 0).mean(0)
-    _, var_x = gp.predict(post, x)
     noise = float(post.noise) * float(post.y_scale) ** 2
-    expected = ei_mc * np.maximum(emp, 0) * (1 - np.sqrt(noise / (np.asarray(var_x) + noise)))
+    expected = ei_mc * np.maximum(emp, 0) * (1 - np.sqrt(noise / (var_x + noise)))
     assert np.sum(expected > 0) >= 2  # (negatively correlated candidates are worth 0)
     np.testing.assert_allclose(aei, expected, rtol=0.03, atol=1e-3 * expected.max())
-    # at the target fidelity itself the correlation is 1: AEI = EI * noise factor < EI
-    full = np.asarray(acq.augmented_expected_improvement(post, x_target, x_target, best))
-    ei = np.asarray(acq.expected_improvement(mean_t, np.sqrt(var_t), best))
     assert np.all(full <= ei) and np.all(full >= 0.5 * ei)
 
 

@@ -165,3 +165,16 @@ def test_grid_gram_equals_the_gram_of_every_decision(name):
     for i in range(3):
         one = np.broadcast_to(np.asarray(at(jnp.asarray(i))), (6, 5))
         np.testing.assert_allclose(one, expected[i], rtol=1e-12, atol=1e-14)
+
+
+def test_kernel_columns_are_slices_when_consecutive():
+    """Every input part's columns are consecutive: a kernel reads them by a slice, which XLA
+    fuses (an index array would be a gather, and its gradient a scatter)."""
+    X = jnp.arange(2 * 3 * 7.0).reshape(2, 3, 7)
+    for columns in [(0, 1, 2, 3, 4), (5,), (5, 6), (1, 3), (6, 0)]:
+        np.testing.assert_array_equal(kernels._take_columns(X, columns), X[..., list(columns)])
+    kernel = kernels.paper_kernel().build(kernels.paper_kernel().init(5), 5)
+    X = jnp.ones((3, 7))
+    jaxpr = jax.make_jaxpr(jax.grad(lambda X: kernels.gram(kernel, X, X).sum()))(X)
+    primitives = {str(e.primitive) for e in jaxpr.jaxpr.eqns}
+    assert not primitives & {"gather", "scatter", "scatter-add"}, primitives
