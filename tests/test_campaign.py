@@ -197,13 +197,18 @@ def test_mfms_bo_beats_random_search_on_the_built_in_world(world, truth):
     assert med_bo < med_rs
 
 
-#: mfms_bo for the 4-device subprocess below: a 3-run design, so that 3 of 6 asks reach the
-#: GP, at a realistic size otherwise (a 256-row buffer, 2 x 15 refits, 256 candidates). Its
-#: Cholesky factors are large enough for jaxlib to split a batch of them over its thread
-#: pool: before every CPU device looped over its seeds, fit starts and line-search points
-#: (recipes_jax.batching), such a sweep deadlocked on 2 and on 4 CPU devices, while the
-#: tiny GP this test used before passed.
-SHARDED_MFMS = dict(num_initial=3, num_candidates=256, recommend_candidates=256)
+#: mfms_bo settings small enough for the 4-device subprocess below (a 3-run design, so 6
+#: asks reach the GP)
+SHARDED_MFMS = dict(
+    num_initial=3,
+    capacity=32,
+    num_candidates=64,
+    top_k=2,
+    refine_steps=3,
+    fit_starts=1,
+    fit_steps=3,
+    recommend_candidates=64,
+)
 
 #: What the sharding scripts record of a sweep, per strategy.
 SWEEP_FIELDS = textwrap.dedent(
@@ -284,14 +289,13 @@ def _cpu_devices_env(num_devices: int) -> dict:
 
 def test_sweep_shards_seeds_over_devices_and_processes_with_the_same_results(tmp_path):
     """The same 7 seeds swept on one device, on 4 CPU devices of one process (Hyperband and
-    a realistic-size mfms_bo, see SHARDED_MFMS), and on 2 processes x 2 CPU devices started
-    with jax.distributed (Hyperband; every process gets every seed's trace), all at once in
-    fresh processes. Sharded or not, the campaigns choose the same runs; no model: bit for
-    bit; GP strategy: values equal to the last bits. The multi-process sweep is the 4-device
-    program's sharding with another device layout, not another strategy path, so it runs the
-    model-free strategy only: a GP strategy there would add two 20-second compiles to the
-    suite. (The one-device sweeps run in the 4-device process: both sharded runs are checked
-    against one reference.) The timeout turns a deadlock (see SHARDED_MFMS) into a failure."""
+    mfms_bo), and on 2 processes x 2 CPU devices started with jax.distributed (Hyperband;
+    every process gets every seed's trace), all at once in fresh processes. Sharded or not,
+    the campaigns choose the same runs; no model: bit for bit; GP strategy: values equal to
+    the last bits. The multi-process sweep is the 4-device program's sharding with another
+    device layout, not another strategy path, so it runs the model-free strategy only: a
+    GP strategy there would add two 20-second compiles to the suite. (The one-device sweeps
+    run in the 4-device process: both sharded runs are checked against one reference.)"""
     settings = json.dumps(SHARDED_MFMS)
     four_path, port, path = tmp_path / "four.json", str(_free_port()), str(tmp_path / "out")
     popen = lambda args, devices: subprocess.Popen(
@@ -315,9 +319,7 @@ def test_sweep_shards_seeds_over_devices_and_processes_with_the_same_results(tmp
     four = json.loads(four_path.read_text())
     first, second = (json.loads((tmp_path / f"out.{i}").read_text()) for i in range(2))
     assert first == second and list(first) == ["hyperband"]
-    # a realistic GP amplifies XLA's last-bit differences through its refits: measured up to
-    # 2e-9 in acquisition scores and 4.5e-10 in mixtures (a tiny GP: ~1e-13)
-    for name, tol in (("hyperband", 0.0), ("mfms_bo", 1e-8)):
+    for name, tol in (("hyperband", 0.0), ("mfms_bo", 1e-12)):
         one = four[name]["one"]
         assert np.shape(one["cost"]) == (7, 6)
         assert max(four[name]["max_difference"]) <= tol, four[name]["max_difference"]
@@ -351,3 +353,50 @@ def test_a_sweep_of_every_gp_strategy_makes_no_batched_lapack_call(world, truth)
             assert shapes, strategy.name
             batched = [(p, s) for p, s in shapes if len(s) != 2]
             assert not batched, (strategy.name, batched)
+
+
+def _run_on_cpu_devices(script: str, num_devices: int, timeout: float) -> dict:
+    """Run ``script`` in a fresh process that sees ``num_devices`` CPU devices; returns the
+    JSON object on its last output line. Past ``timeout`` seconds the test fails (a hang)."""
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", script],
+            env=_cpu_devices_env(num_devices),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"a script on {num_devices} CPU devices ran past {timeout} s: hung?")
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+REALISTIC_MULTI_DEVICE = textwrap.dedent(
+    """
+    import json, jax, numpy as np, recipes_jax as rj
+    world = rj.worlds.default()
+    truth = world.truth("eval/RedPajamaStackExchange/CrossEntropyLoss")
+    keys = jax.random.split(jax.random.key(5), 4)
+    with jax.enable_x64(True):
+        strategy = rj.single_fidelity_bo(world.space, num_candidates=256, recommend_candidates=256)
+        two = rj.sweep(strategy, truth, 3.0, keys, num_asks=6, batch_size=2)
+        one = rj.sweep(strategy, truth, 3.0, keys, num_asks=6, devices=1, batch_size=2)
+    print(json.dumps({
+        "same_runs": bool(np.array_equal(one.proposals.scale, two.proposals.scale)
+                          and np.array_equal(one.proposals.steps, two.proposals.steps)),
+        "recommendation": float(np.max(np.abs(np.asarray(one.recommendation)
+                                              - np.asarray(two.recommendation)))),
+    }))
+    """
+)
+
+
+def test_sweep_of_a_full_size_gp_on_two_cpu_devices_does_not_hang():
+    """A GP strategy at a realistic size (a 256-candidate single-fidelity BO, whose Cholesky
+    factors are large enough for jaxlib to split batches over its thread pool) on 2 CPU
+    devices. Before the per-device loop over seeds, fit starts and line-search points
+    (recipes_jax.batching) this deadlocked; the timeout turns a regression into a failure."""
+    out = _run_on_cpu_devices(REALISTIC_MULTI_DEVICE, 2, timeout=300)
+    assert out["same_runs"], "2 devices chose other runs than 1 device"
+    assert out["recommendation"] < 1e-9, out
