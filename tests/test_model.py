@@ -1,7 +1,5 @@
 """The GP surrogate (gp.GP, Observations, Posterior) against a plain numpy implementation."""
 
-from functools import partial
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -30,14 +28,6 @@ def make_data(n, seed=0, noise=0.01):
     y = np.log(w + 1e-3) @ coef + 1.0 / np.log(m) + 100.0 / np.sqrt(s)
     y = y + noise * rng.normal(size=n)
     return np.asarray(SPACE.encode(w, m, s)), y
-
-
-@partial(jax.jit, static_argnums=0)
-def posterior_at(model, params, obs, xq):
-    """``gp.predict(model.condition(params, obs), xq)`` and ``model.loss(params, obs)`` as one
-    compiled program: op by op, every primitive of them compiles on its own, seconds a test."""
-    mean, var = gp.predict(model.condition(params, obs), xq)
-    return mean, var, model.loss(params, obs)
 
 
 def perturbed_params(seed):
@@ -75,7 +65,8 @@ def test_posterior_matches_numpy_to_1e8():
     x, y = make_data(25)
     xq, _ = make_data(40, seed=1)
     params = perturbed_params(3)
-    mean, var, _ = posterior_at(MODEL, params, gp.observations(x, y), jnp.asarray(xq))
+    post = MODEL.condition(params, gp.observations(x, y))
+    mean, var = gp.predict(post, jnp.asarray(xq))
     ref_mean, ref_var = numpy_posterior(MODEL, params, x, y, xq)
     np.testing.assert_allclose(mean, ref_mean, atol=1e-8, rtol=0)
     np.testing.assert_allclose(var, ref_var, atol=1e-8, rtol=0)
@@ -89,13 +80,13 @@ def test_padding_has_no_effect_to_1e9():
     padded = gp.observations(x, y, capacity=33)
     # garbage in the padded rows must not matter
     padded = padded._replace(x=padded.x.at[20:].set(0.37), y=padded.y.at[20:].set(1e6))
-    covariance = jax.jit(lambda obs: gp.predict_covariance(MODEL.condition(params, obs), xq)[1])
-    *moments_b, loss_b = posterior_at(MODEL, params, padded, xq)
-    *moments_a, loss_a = posterior_at(MODEL, params, tight, xq)
-    for got, ref in zip(moments_b, moments_a, strict=True):
+    a, b = MODEL.condition(params, tight), MODEL.condition(params, padded)
+    for got, ref in zip(gp.predict(b, xq), gp.predict(a, xq), strict=True):
         np.testing.assert_allclose(got, ref, atol=1e-9, rtol=0)
-    np.testing.assert_allclose(covariance(padded), covariance(tight), atol=1e-9, rtol=0)
-    assert abs(float(loss_a) - float(loss_b)) < 1e-9
+    _, cov_a = gp.predict_covariance(a, xq)
+    _, cov_b = gp.predict_covariance(b, xq)
+    np.testing.assert_allclose(cov_b, cov_a, atol=1e-9, rtol=0)
+    assert abs(float(MODEL.loss(params, tight)) - float(MODEL.loss(params, padded))) < 1e-9
 
 
 def test_append_fills_free_rows_skips_nonfinite_and_drops_when_full():
@@ -143,18 +134,18 @@ def test_covariance_diagonal_and_samples_agree_with_predict():
 def test_fit_improves_likelihood_and_warm_start_keeps_it():
     x, y = make_data(40)
     obs = gp.observations(x, y, capacity=48)
-    # jitted as wholes: one compile serves both fits (the defaults are start 0 of the first,
-    # as with init=None), and the loss and prediction are not compiled op by op
-    fit = jax.jit(lambda key, init: MODEL.fit(obs, key, init, num_starts=4, max_steps=30))
-    loss_of = jax.jit(lambda params: MODEL.loss(params, obs))
-    start_loss = float(loss_of(MODEL.init(jnp.float64)))
-    params, loss = fit(jax.random.key(0), MODEL.init(jnp.float64))
+    start_loss = float(MODEL.loss(MODEL.init(jnp.float64), obs))
+    # the defaults as start 0 (what init=None means): both fits share one compiled program
+    params, loss = MODEL.fit(
+        obs, jax.random.key(0), MODEL.init(jnp.float64), num_starts=4, max_steps=30
+    )
     assert float(loss) < start_loss - 0.2
-    assert float(loss) == pytest.approx(float(loss_of(params)), abs=1e-9)
+    assert float(loss) == pytest.approx(float(MODEL.loss(params, obs)), abs=1e-9)
     # warm start: the previous optimum is start 0, so the result can only be as good or better
-    params2, loss2 = fit(jax.random.key(1), params)
+    params2, loss2 = MODEL.fit(obs, jax.random.key(1), params, num_starts=4, max_steps=30)
     assert float(loss2) <= float(loss) + 1e-12
-    mean, _ = jax.jit(lambda p: gp.predict(MODEL.condition(p, obs), x))(params2)
+    post = MODEL.condition(params2, obs)
+    mean, _ = gp.predict(post, x)
     assert np.sqrt(np.mean((np.asarray(mean) - y) ** 2)) < 0.05 * np.std(y) + 0.02
 
 
@@ -184,10 +175,12 @@ def test_degenerate_data_gives_finite_posterior(case, dtype):
     elif case == "huge":
         y = 1e8 * y
     obs = gp.observations(jnp.asarray(x, dtype), jnp.asarray(y, dtype), capacity=len(y) + 3)
-    mean, var, loss = posterior_at(MODEL, MODEL.init(dtype), obs, jnp.asarray(x, dtype))
+    params = MODEL.init(dtype)
+    post = MODEL.condition(params, obs)
+    mean, var = gp.predict(post, jnp.asarray(x, dtype))
     assert mean.dtype == dtype
     assert np.all(np.isfinite(mean)) and np.all(np.isfinite(var)) and np.all(var >= 0)
-    assert np.isfinite(float(loss))
+    assert np.isfinite(float(MODEL.loss(params, obs)))
     np.testing.assert_allclose(mean, y, atol=0.05 * np.abs(y).max() + 1e-3 * abs(y[0]))
 
 
@@ -208,8 +201,9 @@ def test_linear_mean_fits_a_linear_function_exactly():
     model = gp.GP(kernels.paper_kernel(), 5, mean="linear")
     params = model.init(jnp.float64)
     params["amplitude"] = jnp.asarray(-5.0)  # tiny kernel: the mean must do the work
+    post = model.condition(params, gp.observations(x, y))
     xq, _ = make_data(10, seed=9)
-    mean, _, _ = posterior_at(model, params, gp.observations(x, y), xq)
+    mean, _ = gp.predict(post, xq)
     np.testing.assert_allclose(mean, xq @ coef + 2.0, atol=1e-3 * np.abs(y).max())
 
 
