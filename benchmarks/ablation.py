@@ -36,6 +36,19 @@ VARIANTS = {
         "the paper's RBF x RBF x RBF kernel (no mixture x scale term)",
         dict(kernel=kernels.paper_kernel()),
     ),
+    **{
+        f"mixture_{profile}_{rep}": (
+            f"mfms_kernel with {profile} over {rep} mixture weights (default: rbf over sqrt)",
+            dict(kernel=kernels.mfms_kernel(profile, rep)),
+        )
+        for profile, rep in (
+            ("rbf", "raw"),
+            ("matern52", "raw"),
+            ("matern52", "sqrt"),
+            ("rbf", "box_cox"),
+            ("matern52", "box_cox"),
+        )
+    },
     "alpha_1": ("cost exponent 1 (value per unit cost)", dict(cost_exponent=1.0)),
     "alpha_0.5": ("cost exponent 0.5", dict(cost_exponent=0.5)),
     "alpha_0": ("cost exponent 0 (cost ignored)", dict(cost_exponent=0.0)),
@@ -104,6 +117,24 @@ VARIANTS = {
 }
 
 
+def _stronger_baseline(profile: str, representation: str):
+    mixture = kernels.StationaryFamily("mixture", profile, representation)
+    return lambda space, preset: rj.mf_bo_steps(
+        space,
+        **preset,
+        kernel=mixture * kernels.rbf("scale") * kernels.rbf("steps"),
+        name=f"mf_bo_steps_{profile}_{representation}",
+    )
+
+
+#: baselines beyond ``benchmark.METHODS``: mf_bo_steps given mfms_bo's mixture kernels, to
+#: check whether a kernel choice helps mfms_bo alone or any GP method
+EXTRA_BASELINES = {
+    f"mf_bo_steps_{profile}_{rep}": _stronger_baseline(profile, rep)
+    for profile, rep in (("rbf", "sqrt"), ("matern52", "sqrt"))
+}
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=32)
@@ -113,7 +144,11 @@ def main(argv: list[str]) -> int:
         "--objective", choices=sorted(benchmark.OBJECTIVES), default="stackexchange"
     )
     parser.add_argument("--variants", default=",".join(v for v in VARIANTS if v != "capacity_320"))
-    parser.add_argument("--baselines", default="random_search,mf_bo_steps")
+    parser.add_argument(
+        "--baselines",
+        default="random_search,mf_bo_steps",
+        help=f"any of {benchmark.BASELINES + tuple(EXTRA_BASELINES)}",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     jax.config.update("jax_enable_x64", True)  # a benchmark script may: GP fitting in float64
@@ -131,11 +166,14 @@ def main(argv: list[str]) -> int:
         problem = benchmark.default_problem(args.objective)
     keys = jax.random.split(jax.random.key(1), args.seeds)
     results = []
+    preset = benchmark.PRESETS["standard"]
     for method in args.baselines.split(","):
-        strategy = benchmark.make_strategy(method, problem.space)
+        if method in EXTRA_BASELINES:
+            strategy = EXTRA_BASELINES[method](problem.space, preset)
+        else:
+            strategy = benchmark.make_strategy(method, problem.space)
         results.append(benchmark.run_method(problem, strategy, args.budget, keys))
         print(f"{method}: {results[-1].run_s:.1f} s", flush=True)
-    preset = benchmark.PRESETS["standard"]
     out = {
         "world": problem.world,
         "objective": problem.objective,

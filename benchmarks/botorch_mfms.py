@@ -13,11 +13,14 @@ Mirrors ``recipes_jax.strategies.bo.mfms_bo`` with its defaults, as run by
   of (6,500, 13,000, 19,500) at or below ``s``, each a row of the GP's data. Minimized
   (StackExchange cross-entropy).
 - Model, refit every ask: ``SingleTaskGP`` on ``x = space.encode(w, m, s) = [w, u_scale,
-  u_steps]`` (7 inputs), ``Standardize(m=1)``, ``fit_gpytorch_mll``, and (``--kernel mfms``,
-  default) rj.mfms_bo's kernel ``ScaleKernel(RBF_ARD(w) * RBF(u_scale) * RBF(u_steps)) +
-  ScaleKernel(RBF_ARD(w) * RBF(u_scale))`` or (``--kernel paper``) the paper's first term
-  alone (``active_dims``). BoTorch keeps every observation (recipes_jax's buffer holds 128
-  rows in the benchmark preset and drops the cheapest when full).
+  u_steps]`` (7 inputs), ``Standardize(m=1)``, ``fit_gpytorch_mll``, and (``--kernel
+  mfms_sqrt``, default) rj.mfms_bo's kernel ``ScaleKernel(RBF_ARD(w) * RBF(u_scale) *
+  RBF(u_steps)) + ScaleKernel(RBF_ARD(w) * RBF(u_scale))`` over ``sqrt(w)`` (an input
+  transform), or (``--kernel mfms``) the same over raw ``w`` (rj.mfms_bo's default until
+  2026-12-05, with which the committed peer results ran), or (``--kernel paper``) the
+  paper's first term alone over raw ``w`` (``active_dims``). BoTorch keeps every
+  observation (recipes_jax's buffer holds 128 rows in the benchmark preset and drops the
+  cheapest when full).
 - Acquisition ``target_ei`` (augmented EI, ``make_scores`` in bo.py), maximized: for
   ``x = (w, f)`` and ``x_t = (w, target)``, ``log EI(mean_t, std_t; best) + log corr(f(x),
   f(x_t)) + log(1 - sqrt(noise / (var_x + noise))) - alpha * log cost(f)``; the joint latent
@@ -98,6 +101,7 @@ from botorch.acquisition.analytic import _log_ei_helper
 from botorch.exceptions.warnings import InputDataWarning, NumericsWarning
 from botorch.fit import fit_gpytorch_mll
 from botorch.models import SingleTaskGP
+from botorch.models.transforms.input import InputTransform
 from botorch.models.transforms.outcome import Standardize
 from botorch.optim import optimize_acqf
 from botorch.utils.transforms import t_batch_mode_transform
@@ -160,24 +164,50 @@ def paper_kernel(K: int, priors: str) -> ScaleKernel:
 
 def mfms_kernel(K: int, priors: str):
     """``paper_kernel`` + ScaleKernel(RBF over w * RBF over u_scale), as
-    ``recipes_jax.kernels.mfms_kernel()`` (rj.mfms_bo's default)."""
+    ``recipes_jax.kernels.mfms_kernel("rbf", "raw")`` (raw weights; with
+    :class:`SqrtMixture` as the model's input transform, rj.mfms_bo's default)."""
     d = K + 2
     extra = scaled(rbf_product((list(range(K)), [K]), d, priors), priors)
     return paper_kernel(K, priors) + extra
 
 
-KERNELS = {"mfms": mfms_kernel, "paper": paper_kernel}
+class SqrtMixture(InputTransform):
+    """Replaces the mixture columns ``w`` of [..., K + 2] inputs by ``sqrt(w)`` (Hellinger
+    geometry), as ``recipes_jax.kernels.mixture_features(w, "sqrt")``."""
+
+    def __init__(self, num_domains: int):
+        super().__init__()
+        self.num_domains = num_domains
+        self.transform_on_train = self.transform_on_eval = self.transform_on_fantasize = True
+
+    def transform(self, X: torch.Tensor) -> torch.Tensor:
+        K = self.num_domains
+        return torch.cat([torch.sqrt(X[..., :K].clamp_min(0.0) + 1e-12), X[..., K:]], dim=-1)
+
+
+#: kernel name -> (covariance module factory, whether the mixture enters as sqrt(w))
+KERNELS = {
+    "mfms_sqrt": (mfms_kernel, True),  # rj.mfms_bo's default, kernels.mfms_kernel()
+    "mfms": (mfms_kernel, False),  # raw weights: kernels.mfms_kernel("rbf", "raw")
+    "paper": (paper_kernel, False),
+}
 
 
 def fit_model(
-    X: np.ndarray, y: np.ndarray, K: int, priors: str, warm: dict | None, kernel: str = "mfms"
+    X: np.ndarray,
+    y: np.ndarray,
+    K: int,
+    priors: str,
+    warm: dict | None,
+    kernel: str = "mfms_sqrt",
 ):
     """SingleTaskGP on X [n, K+2], y [n] (minimized), fitted; warm-started from ``warm``
     (a previous model's state_dict, its outcome transform excluded) when given."""
     model = SingleTaskGP(
         torch.as_tensor(X, dtype=DT),
         torch.as_tensor(y, dtype=DT).unsqueeze(-1),
-        covar_module=KERNELS[kernel](K, priors),
+        covar_module=KERNELS[kernel][0](K, priors),
+        input_transform=SqrtMixture(K) if KERNELS[kernel][1] else None,
         outcome_transform=Standardize(m=1),
     )
     if warm is not None:
@@ -484,7 +514,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--paper-runs", type=Path, default=DATA / "surrogate_runs.pkl")
     parser.add_argument("--priors", choices=["lognormal", "none"], default="lognormal")
     parser.add_argument(
-        "--kernel", choices=sorted(KERNELS), default="mfms", help="as rj.mfms_bo's default"
+        "--kernel",
+        choices=sorted(KERNELS),
+        default="mfms_sqrt",
+        help="mfms_sqrt: as rj.mfms_bo's default; mfms: the same over raw weights",
     )
     parser.add_argument("--num-initial", type=int, default=10)
     parser.add_argument("--screen", type=int, default=512, help="Dirichlet mixtures screened")

@@ -85,6 +85,23 @@ def test_paper_kernel_is_one_line_product_of_rbfs():
     np.testing.assert_allclose(kernels.gram(k, X, X), np.exp(-0.5 * d2), atol=1e-12)
 
 
+def test_mfms_kernel_measures_mixtures_by_their_square_roots():
+    """rj.mfms_bo's default kernel is the paper's product plus a mixture x scale term, over
+    sqrt(w): the same Gram as the raw-weight kernel fed square-rooted mixtures."""
+    raw = kernels.mfms_kernel("rbf", "raw")
+    assert raw == kernels.paper_kernel() + kernels.rbf("mixture") * kernels.rbf("scale")
+    family = kernels.mfms_kernel()
+    rng = np.random.default_rng(3)
+    X = random_inputs(rng, 7)
+    X_sqrt = X.copy()
+    X_sqrt[:, :K] = np.sqrt(X[:, :K] + 1e-12)
+    params = random_params(family, rng, 0.5)
+    got = kernels.gram(family.build(params, K), jnp.asarray(X), jnp.asarray(X))
+    expected = kernels.gram(raw.build(params, K), jnp.asarray(X_sqrt), jnp.asarray(X_sqrt))
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
+    assert not np.allclose(got, kernels.gram(raw.build(params, K), X, X), rtol=1e-3)
+
+
 def test_linear_truncated_matches_botorch_formula():
     rng = np.random.default_rng(1)
     family = kernels.linear_truncated_fidelity(profile="rbf")

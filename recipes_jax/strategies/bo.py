@@ -536,7 +536,8 @@ def mfms_bo(space: Space, *, steps_per_scale: int = 3, learning_curves: bool = T
     """MFMS-BO, the paper's method: a GP over (mixture, log scale, log steps) choosing among
     every scale x ``steps_per_scale`` step counts (``Space.fidelity_grid``) by augmented
     (target-projected) EI divided by cost^0.25, with ``kernels.mfms_kernel()`` (the paper's
-    RBF x RBF x RBF plus a mixture x scale term); runs report their learning curve at those
+    product of mixture x scale x steps RBF kernels plus a mixture x scale term, over
+    square-root mixture weights); runs report their learning curve at those
     step counts when ``learning_curves``. Initial design: K Dirichlet(1) mixtures, one at
     the cheapest fidelity of each scale, cheapest first (cycling through the scales if K
     exceeds their number). Any :func:`bayes_opt` option can be overridden.
@@ -547,7 +548,8 @@ def mfms_bo(space: Space, *, steps_per_scale: int = 3, learning_curves: bool = T
     and stalls near 7e-3 regret, where the default reaches 1e-4 by 25 units. A K-run design
     instead of 2K (128 seeds, paper world) lowered the median regret at 5, 10 and 25 units
     (5.0e-3 / 1.1e-3 / 9.4e-5 vs 7.4e-3 / 1.6e-3 / 1.7e-4) and raised the speedup over
-    mf_bo_steps from 1.76x to 2.02x."""
+    mf_bo_steps from 1.76x to 2.02x. The kernel over square-root weights instead of raw
+    weights raised it to 3.4x (128 seeds)."""
     scales, steps = space.fidelity_grid(steps_per_scale)
     options.setdefault("fidelities", (scales, steps))
     options.setdefault("cost_exponent", 0.25)
