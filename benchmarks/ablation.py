@@ -118,11 +118,10 @@ VARIANTS = {
 
 
 def _stronger_baseline(profile: str, representation: str):
-    mixture = kernels.StationaryFamily("mixture", profile, representation)
     return lambda space, preset: rj.mf_bo_steps(
         space,
         **preset,
-        kernel=mixture * kernels.rbf("scale") * kernels.rbf("steps"),
+        kernel=kernels.paper_kernel(profile, representation),
         name=f"mf_bo_steps_{profile}_{representation}",
     )
 
