@@ -7,7 +7,7 @@ Mirrors ``recipes_jax.strategies.bo.mfms_bo`` with its defaults, as run by
 - Decisions: a mixture ``w`` on the 5-simplex and a fidelity from ``space.fidelity_grid(3)``
   (7 scales x 6,500 / 13,000 / 19,500 steps = 21 fidelities); target (1000M, 19,500); costs
   from ``space.cost`` in target-run units.
-- Initial design: ``num_initial = 10`` Dirichlet(1) mixtures at the cheapest fidelity of each
+- Initial design: ``num_initial = 5`` (K) Dirichlet(1) mixtures at the cheapest fidelity of each
   scale, cycling through the scales cheapest first (as ``bayes_opt``'s ``initial_fidelities``).
 - Observations: learning curves. A run to ``s`` steps reports the metric at every checkpoint
   of (6,500, 13,000, 19,500) at or below ``s``, each a row of the GP's data. Minimized
@@ -519,7 +519,9 @@ def main(argv: list[str] | None = None) -> int:
         default="mfms_sqrt",
         help="mfms_sqrt: as rj.mfms_bo's default; mfms: the same over raw weights",
     )
-    parser.add_argument("--num-initial", type=int, default=10)
+    parser.add_argument(
+        "--num-initial", type=int, default=5, help="rj.mfms_bo's default: K (10 until 2026-12)"
+    )
     parser.add_argument("--screen", type=int, default=512, help="Dirichlet mixtures screened")
     parser.add_argument("--top-fidelities", type=int, default=2, help="optimize_acqf'd per ask")
     parser.add_argument("--raw-samples", type=int, default=512)

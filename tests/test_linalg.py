@@ -197,3 +197,30 @@ def test_small_spd_solve_matches_numpy_and_differentiates(size):
         np.testing.assert_allclose(grad, -np.sum(Ainv @ Ainv @ B[:, 0]), rtol=1e-8)
         jaxpr = str(jax.make_jaxpr(lambda a: linalg.small_spd_solve(a, B)[0])(A))
         assert "triangular_solve" not in jaxpr and "cholesky" not in jaxpr
+
+
+@pytest.mark.parametrize(
+    "n, block", [(1, 128), (100, 128), (128, 128), (300, 128), (512, 128), (45, 8)]
+)
+def test_times_lower_transposed_is_the_dense_product_without_the_upper_triangle(n, block):
+    rng = np.random.default_rng(n)
+    A = rng.standard_normal((3, 17, n))  # leading batch axes pass through
+    T = rng.standard_normal((n, n))  # the strict upper triangle must be ignored
+    with jax.enable_x64(True):
+        got = linalg.times_lower_transposed(jnp.asarray(A), jnp.asarray(T), block)
+    np.testing.assert_allclose(got, A @ np.tril(T).T, rtol=0, atol=1e-12 * n)
+
+
+def test_times_lower_transposed_skips_the_zero_triangle():
+    """At N = 512 in 128-column blocks the product does 10/16 of a dense product's
+    multiply-adds (XLA's own count of the compiled programs)."""
+    A = jnp.ones((256, 512), jnp.float32)
+    T = jnp.ones((512, 512), jnp.float32)
+
+    def flops(fn):
+        analysis = jax.jit(fn).lower(A, T).compile().cost_analysis()
+        return (analysis[0] if isinstance(analysis, list) else analysis)["flops"]
+
+    blocked = flops(lambda a, t: linalg.times_lower_transposed(a, t, 128))
+    dense = flops(lambda a, t: a @ t.T)
+    assert blocked == pytest.approx(dense * 10 / 16, rel=0.02), (blocked, dense)
