@@ -5,10 +5,10 @@ side. Prints a table and writes JSON (benchmarks/results/screen_product.json).
 The acquisition screen (``gp.map_grid``) computes, per fidelity, V [C, N] for C = 4,096
 candidate mixtures against a buffer of N observations, then the posterior variances
 ``prior - sum(V**2, 1)``; that product is most of an ask's screening time at N = 512. Here
-Ks is Gaussian noise and L^-T the inverse Cholesky factor of an RBF kernel matrix (float32,
-as the screen scores in float32); each timed call includes the row sums, as in the screen.
-Medians of ``--repeats`` calls after compilation (compile time separate); the variants
-alternate call by call, so machine noise hits them alike.
+Ks is Gaussian noise and L^-T the inverse of ``gp_inverse.py``'s Cholesky factor of an RBF
+kernel matrix (float32, as the screen scores in float32); each timed call includes the row
+sums, as in the screen. Medians of ``--repeats`` calls after compilation (compile time
+separate); the variants alternate call by call, so machine noise hits them alike.
 
     python benchmarks/screen_product.py
 """
@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -26,15 +27,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from gp_inverse import factors
+
 from recipes_jax import linalg
 
 RESULTS = Path(__file__).resolve().parent / "results" / "screen_product.json"
-
-
-def inverse_factor(n: int) -> np.ndarray:
-    x = np.random.default_rng(n).uniform(size=(n, 7))
-    d2 = np.sum((x[:, None] - x[None]) ** 2, axis=-1) / 0.5**2
-    return np.linalg.inv(np.linalg.cholesky(np.exp(-0.5 * d2) + 1e-3 * np.eye(n)))
 
 
 def main(argv=None) -> int:
@@ -49,10 +48,12 @@ def main(argv=None) -> int:
     for n in args.sizes:
         rng = np.random.default_rng(0)
         Ks = jnp.asarray(rng.standard_normal((args.candidates, n)), jnp.float32)
-        L_inv = jnp.asarray(inverse_factor(n), jnp.float32)
+        with jax.enable_x64(True):  # the factor in float64, inverted, then cast
+            L = np.asarray(factors(n, 1)[0])
+        L_inv = jnp.asarray(np.linalg.inv(L), jnp.float32)
         variants = {"dense": lambda a, t: a @ t.T}
         for block in args.blocks:
-            if block < n:
+            if 2 * block < n:  # else times_lower_transposed is one dense product
                 variants[f"block {block}"] = lambda a, t, b=block: linalg.times_lower_transposed(
                     a, t, b
                 )

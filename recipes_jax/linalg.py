@@ -218,9 +218,9 @@ def inverse_from_cholesky(L: jax.Array) -> jax.Array:
     return lower_gram(triangular_inverse(L))
 
 
-#: Column-block side of :func:`times_lower_transposed`: of 64, 128 and 256, 128 was fastest at
-#: N = 256 and 512 (``python benchmarks/screen_product.py``: [4096 x 512] x [512 x 512] float32
-#: plus row sums, 1.38x a dense product on 2 cores).
+#: Column-block side of :func:`times_lower_transposed`. At N = 512, of 64, 128 and 256, 128 was
+#: fastest (``python benchmarks/screen_product.py``: [4096 x 512] x [512 x 512] float32 plus
+#: row sums on 2 cores, 1.19x to 1.38x a dense product in four runs).
 PRODUCT_BLOCK = 128
 
 
@@ -230,11 +230,13 @@ def times_lower_transposed(A: jax.Array, T: jax.Array, block: int = PRODUCT_BLOC
 
     Computed ``block`` output columns at a time: columns [lo, hi) of the product need only A's
     first hi columns, since T's rows lo..hi-1 are zero past column hi - 1. With N = 512 and
-    128-column blocks that is 10/16 of a dense product's multiply-adds (N <= ``block``: one
-    dense product). Same dtype as the inputs; ``vmap``-able, differentiable.
+    128-column blocks that is 10/16 of a dense product's multiply-adds. Up to two blocks
+    (N <= 2 * ``block``) it is one dense product: at N = 256 two blocks do 3/4 of the work, but
+    three runs of the benchmark gave 1.21x, 1.03x and 0.88x. Same dtype as the inputs;
+    ``vmap``-able, differentiable.
     """
     n = T.shape[-1]
-    if n <= block:
+    if n <= 2 * block:
         return A @ jnp.tril(T).T
     edges = [*range(0, n, block), n]
     columns = [A[..., :hi] @ jnp.tril(T[lo:hi, :hi], lo).T for lo, hi in itertools.pairwise(edges)]
