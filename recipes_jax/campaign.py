@@ -7,9 +7,13 @@ device. Both are jitted and compiled once per (strategy, environment structure, 
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import functools
+import io
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -312,11 +316,43 @@ def _sweep_fn(
     return jax.jit(sharded, compiler_options=compiler_options())
 
 
+def _resolve_per_device(option: bool | None, num_devices: int) -> bool:
+    """Whether a sweep over ``num_devices`` runs one single-device program per device."""
+    if num_devices == 1:
+        return False  # one program either way
+    if option is None:
+        return jax.default_backend() == "cpu" and jax.process_count() == 1
+    if option and jax.process_count() > 1:
+        raise ValueError(
+            "per_device_programs=True needs a single process: across processes "
+            "(jax.distributed) a sweep is one shard_map program; leave per_device_programs "
+            "at None or False"
+        )
+    return bool(option)
+
+
+class _Program(NamedTuple):
+    """A prepared sweep: ``fn`` (jitted) applied to ``args``, once for the whole mesh, or once
+    per device with that device's arguments (``devices`` not None)."""
+
+    fn: Any
+    args: Any  # one argument tuple, or one per device
+    devices: tuple | None
+
+
 def _prepare_sweep(
-    strategy, env, budget, keys, num_asks, noise_sd, devices, batch_size, with_progress=False
+    strategy,
+    env,
+    budget,
+    keys,
+    num_asks,
+    noise_sd,
+    devices,
+    batch_size,
+    with_progress=False,
+    per_device_programs=None,
 ):
-    """(jitted sweep function, its arguments, number of real seeds, progress callbacks per
-    call)."""
+    """(program, number of real seeds, progress callbacks per call)."""
     _check_budget(budget)
     keys = jnp.asarray(keys)
     if keys.ndim != 1 or not jax.dtypes.issubdtype(keys.dtype, jax.dtypes.prng_key):
@@ -329,17 +365,38 @@ def _prepare_sweep(
     num_devices = len(jax.devices()) if devices is None else int(devices)
     if not 1 <= num_devices <= len(jax.devices()):
         raise ValueError(f"devices must be in 1..{len(jax.devices())}; got {devices}")
+    per_device = _resolve_per_device(per_device_programs, num_devices)
     S = keys.shape[0]
-    per_device = -(-S // num_devices)
-    batch = per_device if batch_size is None else int(batch_size)
+    share = -(-S // num_devices)
+    batch = share if batch_size is None else int(batch_size)
     if batch < 1:
         raise ValueError(f"batch_size must be >= 1; got {batch_size}")
-    batch = min(batch, per_device)  # a wider batch than a device's share would only pad
+    batch = min(batch, share)  # a wider batch than a device's share would only pad
     padded = -S % (num_devices * batch)
     if padded:
         keys = jnp.concatenate([keys, jnp.broadcast_to(keys[:1], (padded,))])
     key_impl = jax.random.key_impl(keys)
     key_data = jax.random.key_data(keys)
+    loops = _loops_seeds(env, num_devices)
+    # one progress callback per ask of each looped seed, or of each vmapped batch of seeds
+    local_devices = num_devices // jax.process_count()
+    callbacks = local_devices * (keys.shape[0] // (num_devices * (1 if loops else batch))) * n
+    if per_device:
+        # the one-device program, compiled for each device: the same bits as on one device
+        fn = _sweep_fn(strategy, treedef, static, n, 1, batch, key_impl, with_progress, loops)
+        chosen = tuple(jax.devices()[:num_devices])
+        per = keys.shape[0] // num_devices
+        # arrays made here, not Python floats: the devices' programs are called from worker
+        # threads, where thread-local settings (jax.enable_x64) would type a float otherwise
+        dtype = jnp.result_type(float)
+        scalars = (jnp.asarray(budget, dtype), jnp.asarray(noise_sd, dtype))
+        args = tuple(
+            jax.device_put(
+                (dynamic, scalars[0], key_data[i * per : (i + 1) * per], scalars[1]), device
+            )
+            for i, device in enumerate(chosen)
+        )
+        return _Program(fn, args, chosen), S, callbacks
     if jax.process_count() > 1:
         if num_devices != len(jax.devices()):
             raise ValueError(
@@ -355,15 +412,148 @@ def _prepare_sweep(
             lambda index: host_keys[index],
         )
         dynamic = [None if d is None else np.asarray(d) for d in dynamic]
-    loops = _loops_seeds(env, num_devices)
-    run = _sweep_fn(
-        strategy, treedef, static, n, num_devices, batch, key_impl, with_progress, loops
+    fn = _sweep_fn(strategy, treedef, static, n, num_devices, batch, key_impl, with_progress, loops)
+    return _Program(fn, (dynamic, budget, key_data, noise_sd), None), S, callbacks
+
+
+#: Per-device executables of recent sweeps, by (program, device, argument types).
+_PER_DEVICE_CACHE: collections.OrderedDict = collections.OrderedDict()
+_PER_DEVICE_CACHE_SIZE = 64
+_PER_DEVICE_LOCK = threading.Lock()
+
+
+def _argument_types(args) -> tuple:
+    leaves, treedef = jax.tree_util.tree_flatten(args)
+    return treedef, tuple(jax.typeof(leaf) for leaf in leaves)
+
+
+def _compile_per_device(program: _Program, use_cache: bool) -> list:
+    """One executable per device, all the same compiled program: compiled once (traced and
+    lowered in this thread, which holds settings such as ``jax.enable_x64``), then loaded
+    onto the other devices without recompiling (:func:`_load_on`). Where that fails (another
+    JAX version), each device's copy is compiled instead, side by side in threads."""
+    keys = [
+        (program.fn, device, _argument_types(args))
+        for device, args in zip(program.devices, program.args, strict=True)
+    ]
+    with _PER_DEVICE_LOCK:
+        compiled = [_PER_DEVICE_CACHE.get(k) if use_cache else None for k in keys]
+    missing = [i for i, c in enumerate(compiled) if c is None]
+    if missing:
+        have = next((c for c in compiled if c is not None), None)
+        if have is None:
+            first = missing.pop(0)
+            have = compiled[first] = program.fn.lower(*program.args[first]).compile()
+        try:
+            loaded = _load_on(have, [program.devices[i] for i in missing])
+        except Exception as error:  # any failure: fall back to compiling
+            warnings.warn(
+                f"could not load the compiled sweep onto other devices ({error!r}); compiling "
+                "it once per device instead (same results, longer compilation)",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            lowered = [program.fn.lower(*program.args[i]) for i in missing]
+            with concurrent.futures.ThreadPoolExecutor(len(lowered)) as pool:
+                loaded = list(pool.map(lambda low: low.compile(), lowered))
+        for i, executable in zip(missing, loaded, strict=True):
+            compiled[i] = executable
+    with _PER_DEVICE_LOCK:
+        for k, executable in zip(keys, compiled, strict=True):
+            _PER_DEVICE_CACHE[k] = executable
+            _PER_DEVICE_CACHE.move_to_end(k)
+        while len(_PER_DEVICE_CACHE) > _PER_DEVICE_CACHE_SIZE:
+            _PER_DEVICE_CACHE.popitem(last=False)
+    return compiled
+
+
+def _load_on(compiled, devices: list) -> list:
+    """``compiled`` (a one-device ``jax.stages.Compiled``) loaded onto each of ``devices``:
+    the same machine code, so the same bits, without compiling again.
+
+    JAX binds an executable to the device it was compiled for, but its experimental
+    serialization (``jax.experimental.serialize_executable``) can reload one under a new
+    device assignment. This follows its ``serialize`` / ``deserialize_and_load`` with every
+    device reference mapped to the new device, and with the objects that cannot be pickled
+    (host callbacks, such as the progress relay's) passed by reference: the bytes never
+    leave this process, and only these just-made bytes are unpickled (pickle runs code)."""
+    if not devices:
+        return []
+    import pickle
+
+    from jax._src import compiler
+    from jax.experimental import serialize_executable as serialization
+
+    unloaded = compiled._executable._unloaded_executable
+    if unloaded is None or compiled._params.const_args:
+        raise ValueError("this executable cannot be serialized")
+    kept = [*unloaded.host_callbacks, *unloaded.keepalive]
+
+    class Keeping(serialization._JaxPjrtPickler):
+        def persistent_id(self, obj):
+            for i, item in enumerate(kept):
+                if obj is item:
+                    return ("kept", i)
+            return super().persistent_id(obj)
+
+    args_info, in_tree = jax.tree_util.tree_flatten(compiled.args_info)
+    with io.BytesIO() as file:
+        Keeping(file, protocol=pickle.HIGHEST_PROTOCOL).dump(
+            (unloaded, args_info, compiled._no_kwargs)
+        )
+        payload = file.getvalue()
+    overrides = compiler_options()
+
+    class Relocating(serialization._JaxPjrtUnpickler):
+        def persistent_load(self, pid):
+            (device,) = self.execution_devices
+            if pid[0] == "kept":
+                return kept[pid[1]]
+            if pid[0] == "device":
+                return device
+            if pid[0] == "exec":
+                options = compiler.get_compile_options(
+                    1,
+                    1,
+                    device_assignment=np.asarray([[device]]),
+                    env_options_overrides=overrides,
+                    backend=self.backend,
+                )
+                return self.backend.deserialize_executable(
+                    pid[1],
+                    executable_devices=self.execution_devices,
+                    compile_options=options,
+                    host_callbacks=list(unloaded.host_callbacks),
+                )
+            return super().persistent_load(pid)
+
+    loaded = []
+    for device in devices:
+        relocated, info, no_kwargs = Relocating(io.BytesIO(payload), device.client, [device]).load()
+        loaded.append(
+            jax.stages.Compiled(
+                relocated.load(), [], in_tree.unflatten(info), compiled.out_tree, no_kwargs
+            )
+        )
+    return loaded
+
+
+def _launch_per_device(compiled: list, program: _Program) -> Trace:
+    """Start every device's program (asynchronously) and join their traces into arrays
+    sharded over the devices, seeds in device order."""
+    # one thread per device: a program with host callbacks (progress) returns only when it
+    # has run, so called one after another the devices would take turns
+    with concurrent.futures.ThreadPoolExecutor(len(compiled)) as pool:
+        outs = list(pool.map(lambda c, args: c(*args), compiled, program.args))
+    sharding = jax.sharding.NamedSharding(
+        Mesh(np.asarray(program.devices), ("seeds",)), PartitionSpec("seeds")
     )
-    args = (dynamic, budget, key_data, noise_sd)
-    # one progress callback per ask of each looped seed, or of each vmapped batch of seeds
-    local_devices = num_devices // jax.process_count()
-    callbacks = local_devices * (keys.shape[0] // (num_devices * (1 if loops else batch))) * n
-    return run, args, S, callbacks
+
+    def join(*parts):
+        shape = (sum(p.shape[0] for p in parts), *parts[0].shape[1:])
+        return jax.make_array_from_single_device_arrays(shape, sharding, list(parts))
+
+    return jax.tree_util.tree_map(join, *outs)
 
 
 def _unpad(traces: Trace, num_seeds: int) -> Trace:
@@ -385,12 +575,26 @@ def sweep(
     noise_sd: float = 0.0,
     devices: int | None = None,
     batch_size: int | None = None,
+    per_device_programs: bool | None = None,
     progress: Progress | None = None,
 ) -> Trace:
     """:func:`run_campaign` for many seeds at once: seeds sharded across ``devices`` (default:
     every visible device; with several hosts started under ``jax.distributed``, every global
-    device) with ``shard_map``; on each device, ``batch_size`` seeds at a time (default: all
-    of that device's seeds in one batch), vmapped on GPUs and TPUs, looped on CPU.
+    device); on each device, ``batch_size`` seeds at a time (default: all of that device's
+    seeds in one batch), vmapped on GPUs and TPUs, looped on CPU.
+
+    Two ways to use several devices (``per_device_programs``):
+
+    - True (the default on CPU in one process): each device runs the one-device program on
+      its share of the seeds, compiled once and loaded onto every device (about a second
+      each). Every seed's trace is then bit for bit what one device gives, whatever the
+      device count (``benchmarks/device_programs.py``: mfms_bo on 2 CPU devices compiled in
+      20.1 s against 21.9 s for one partitioned program, and ran at the same speed).
+    - False (the default on GPUs and TPUs, and the only way across processes): one program
+      partitioned over the devices with ``shard_map``, compiled once. XLA optimizes a
+      partitioned program differently (it turns other divisions by a broadcast into
+      multiplications by a reciprocal), so GP strategies agree with one device only to the
+      last bits (below).
 
     On CPU each device loops over its seeds (and a GP strategy over its fit starts and
     line-search points): several CPU devices share one thread pool on which batched LAPACK
@@ -407,15 +611,15 @@ def sweep(
     (``batch_size`` is capped at a device's share of the seeds).
     Reproducibility: on one CPU device each seed's trace equals :func:`run_campaign` with the
     same key, bit for bit, whatever ``batch_size`` and the number of seeds (the vmapped
-    batched host function aside). Elsewhere a seed's trace depends on its key, ``batch_size``
-    and the device count: on one GPU, the same ``batch_size`` gives the same bits whatever the
-    number of seeds. Across CPU device counts,
-    random search and Hyperband traces are bit for bit identical; GP strategies make the same
-    runs with values agreeing to ~1e-13 for small GPs (12-ask sweeps of every GP strategy, 1
-    vs 4 CPU devices: at most 3.4e-14) and ~1e-9 at a realistic size (mfms_bo, 256-row
-    buffer, 2 x 15 refits: scores 2e-9, mixtures 4.5e-10), because XLA fuses a partitioned
-    program differently (the refits amplify the last bits). In a long
-    model-based campaign such last-bit differences can steer later proposals apart.
+    batched host function aside), and so do per-device programs on any number of CPU
+    devices. On a GPU a seed's trace depends on its key and ``batch_size`` (the same
+    ``batch_size`` gives the same bits whatever the number of seeds). With one partitioned
+    program, random search and Hyperband traces are still bit for bit identical across
+    device counts; GP strategies agree to ~1e-13 for small GPs and ~1e-9 at a realistic size
+    (mfms_bo, 256-row buffer, 2 x 15 refits), and over a long campaign such last-bit
+    differences steer some proposals apart (mfms_bo with its defaults on the built-in world,
+    8 seeds x 30 asks, 1 vs 2 CPU devices: 3 seeds chose other runs from ask 25 on;
+    ``benchmarks/results/device_programs_default_world.json``).
 
     Several hosts: start every process with ``jax.distributed.initialize(...)`` and call
     ``sweep`` with the same arguments (same keys) in each; seeds are sharded over every global
@@ -429,18 +633,32 @@ def sweep(
 
     Returns a :class:`Trace` with a leading seed axis [S, ...] on every field.
     """
-    run, args, S, callbacks = _prepare_sweep(
-        strategy, env, budget, keys, num_asks, noise_sd, devices, batch_size, progress is not None
+    program, S, callbacks = _prepare_sweep(
+        strategy,
+        env,
+        budget,
+        keys,
+        num_asks,
+        noise_sd,
+        devices,
+        batch_size,
+        progress is not None,
+        per_device_programs,
     )
-    return _unpad(_relay.run(progress, callbacks, lambda: run(*args)), S)
+    if program.devices is None:
+        launch = lambda: program.fn(*program.args)
+    else:
+        compiled = _compile_per_device(program, use_cache=True)
+        launch = lambda: _launch_per_device(compiled, program)
+    return _unpad(_relay.run(progress, callbacks, launch), S)
 
 
 class CompiledSweep:
     """A :func:`sweep` compiled ahead of time: call it to run (returns the :class:`Trace`,
     not yet blocked on); :meth:`memory` reports XLA's memory plan for one call."""
 
-    def __init__(self, compiled, args, num_seeds: int, callbacks: int = 0):
-        self._compiled, self._args, self._num_seeds = compiled, args, num_seeds
+    def __init__(self, compiled: list, program: _Program, num_seeds: int, callbacks: int = 0):
+        self._compiled, self._program, self._num_seeds = compiled, program, num_seeds
         self._callbacks = callbacks
 
     def __call__(self, progress: Progress | None = None) -> Trace:
@@ -451,13 +669,17 @@ class CompiledSweep:
                 "this sweep was compiled without progress reporting: "
                 "compile_sweep(..., progress=True)"
             )
-        out = _relay.run(progress, self._callbacks, lambda: self._compiled(*self._args))
-        return _unpad(out, self._num_seeds)
+        if self._program.devices is None:
+            launch = lambda: self._compiled[0](*self._program.args)
+        else:
+            launch = lambda: _launch_per_device(self._compiled, self._program)
+        return _unpad(_relay.run(progress, self._callbacks, launch), self._num_seeds)
 
     def memory(self) -> dict[str, int] | None:
-        """Bytes XLA plans per call: ``temp`` (working buffers), ``argument``, ``output``
-        and ``code``; None where the backend does not report them."""
-        analysis = self._compiled.memory_analysis()
+        """Bytes XLA plans per call on each device: ``temp`` (working buffers), ``argument``,
+        ``output`` and ``code``; None where the backend does not report them. (With
+        per-device programs every device runs the same program, so these are one device's.)"""
+        analysis = self._compiled[0].memory_analysis()
         if analysis is None:
             return None
         return {
@@ -478,6 +700,7 @@ def compile_sweep(
     noise_sd: float = 0.0,
     devices: int | None = None,
     batch_size: int | None = None,
+    per_device_programs: bool | None = None,
     progress: bool = False,
 ) -> tuple[CompiledSweep, float]:
     """Compile :func:`sweep` ahead of time, for benchmarks that time compilation separately.
@@ -488,10 +711,22 @@ def compile_sweep(
     (not yet blocked on unless reporting), identical to ``sweep(...)`` with the same
     arguments; ``run.memory()`` gives XLA's memory plan.
     """
-    fn, args, S, callbacks = _prepare_sweep(
-        strategy, env, budget, keys, num_asks, noise_sd, devices, batch_size, progress
+    program, S, callbacks = _prepare_sweep(
+        strategy,
+        env,
+        budget,
+        keys,
+        num_asks,
+        noise_sd,
+        devices,
+        batch_size,
+        progress,
+        per_device_programs,
     )
     start = time.perf_counter()
-    compiled = fn.lower(*args).compile()
+    if program.devices is None:
+        compiled = [program.fn.lower(*program.args).compile()]
+    else:
+        compiled = _compile_per_device(program, use_cache=False)
     seconds = time.perf_counter() - start
-    return CompiledSweep(compiled, args, S, callbacks if progress else 0), seconds
+    return CompiledSweep(compiled, program, S, callbacks if progress else 0), seconds

@@ -9,9 +9,9 @@ per seed-ask on 1 device, 13.1 ms on 2. The CLI's ``demo`` and ``benchmark`` com
 :func:`use_cpu_cores`; in your own script call it right after ``import recipes_jax``, before
 any JAX computation.
 
-Traces on several devices agree with one device's to the last bits (see
-:func:`recipes_jax.sweep`), which can steer a long model-based campaign elsewhere: a sweep's
-results are reproducible for a given number of devices.
+On several CPU devices a sweep runs the one-device program on each (``per_device_programs``,
+:func:`recipes_jax.sweep`), so its traces are bit for bit those of one device: the number of
+devices changes the speed, not the results.
 """
 
 from __future__ import annotations

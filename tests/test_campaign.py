@@ -226,26 +226,51 @@ SWEEP_FIELDS = textwrap.dedent(
 
 MULTI_DEVICE = SWEEP_FIELDS + textwrap.dedent(
     """
-    import json, sys
+    import json, sys, warnings
     import jax, numpy as np, recipes_jax as rj
+    from recipes_jax import campaign
+    # per-device programs must be loaded, not recompiled: the fallback warns
+    warnings.filterwarnings("error", message="could not load the compiled sweep")
     path, settings = sys.argv[1], json.loads(sys.argv[2])
     world = rj.worlds.default()
     truth = world.truth("eval/RedPajamaStackExchange/CrossEntropyLoss")
     assert len(jax.devices()) == 4, jax.devices()
     keys = jax.random.split(jax.random.key(3), 7)  # not a multiple of 4 x 2: padded
+
+    def difference(a, b):
+        return [
+            float(np.nanmax(np.abs(np.asarray(x, float) - np.asarray(y, float)), initial=0))
+            for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b))
+        ]
+
     out = {}
     with jax.enable_x64(True):
-        for strategy in (rj.hyperband(world.space), rj.mfms_bo(world.space, **settings)):
-            one = rj.sweep(strategy, truth, 1.0, keys, num_asks=6, devices=1, batch_size=2)
-            four = rj.sweep(strategy, truth, 1.0, keys, num_asks=6, batch_size=2)
+        hyperband = rj.hyperband(world.space)
+        for strategy in (hyperband, rj.mfms_bo(world.space, **settings)):
+            sweep = lambda **kw: rj.sweep(
+                strategy, truth, 1.0, keys, num_asks=6, batch_size=2, **kw
+            )
+            one, four, partitioned = sweep(devices=1), sweep(), sweep(per_device_programs=False)
+            assert four.cost.sharding.num_devices == 4, four.cost.sharding
             out[strategy.name] = {
                 "one": fields(one),
                 "four": fields(four),
-                "max_difference": [
-                    float(np.nanmax(np.abs(np.asarray(a, float) - np.asarray(b, float)), initial=0))
-                    for a, b in zip(jax.tree_util.tree_leaves(one), jax.tree_util.tree_leaves(four))
-                ],
+                "partitioned": fields(partitioned),
+                "four_difference": difference(one, four),
+                "partitioned_difference": difference(one, partitioned),
             }
+        # where loading onto other devices fails, each device compiles its copy: same bits
+        def broken(compiled, devices):
+            raise RuntimeError("simulated")
+        campaign._load_on, campaign._PER_DEVICE_CACHE = broken, type(campaign._PER_DEVICE_CACHE)()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            fallback = rj.sweep(hyperband, truth, 1.0, keys, num_asks=6, batch_size=2)
+        reference = rj.sweep(hyperband, truth, 1.0, keys, num_asks=6, devices=1)
+        out["fallback"] = {
+            "warned": any("compiling it once per device" in str(w.message) for w in caught),
+            "difference": difference(reference, fallback),
+        }
     with open(path, "w") as f:
         json.dump(out, f)
     """
@@ -289,13 +314,15 @@ def _cpu_devices_env(num_devices: int) -> dict:
 
 def test_sweep_shards_seeds_over_devices_and_processes_with_the_same_results(tmp_path):
     """The same 7 seeds swept on one device, on 4 CPU devices of one process (Hyperband and
-    mfms_bo), and on 2 processes x 2 CPU devices started with jax.distributed (Hyperband;
-    every process gets every seed's trace), all at once in fresh processes. Sharded or not,
-    the campaigns choose the same runs; no model: bit for bit; GP strategy: values equal to
-    the last bits. The multi-process sweep is the 4-device program's sharding with another
-    device layout, not another strategy path, so it runs the model-free strategy only: a
-    GP strategy there would add two 20-second compiles to the suite. (The one-device sweeps
-    run in the 4-device process: both sharded runs are checked against one reference.)"""
+    mfms_bo; per-device programs, the default, and one partitioned program), and on 2
+    processes x 2 CPU devices started with jax.distributed (Hyperband, one partitioned program;
+    every process gets every seed's trace), all at once in fresh processes. Per-device
+    programs give one device's traces bit for bit (the executable loaded onto each device,
+    or, where that fails, compiled for each). One partitioned program chooses the same runs;
+    no model: bit for bit; GP strategy: values equal to the last bits. The multi-process sweep
+    is the partitioned program with another device layout, so it runs the model-free strategy
+    only: a GP strategy there would add two 20-second compiles to the suite. (The one-device
+    sweeps run in the 4-device process: every sharded run is checked against one reference.)"""
     settings = json.dumps(SHARDED_MFMS)
     four_path, port, path = tmp_path / "four.json", str(_free_port()), str(tmp_path / "out")
     popen = lambda args, devices: subprocess.Popen(
@@ -322,12 +349,16 @@ def test_sweep_shards_seeds_over_devices_and_processes_with_the_same_results(tmp
     for name, tol in (("hyperband", 0.0), ("mfms_bo", 1e-12)):
         one = four[name]["one"]
         assert np.shape(one["cost"]) == (7, 6)
-        assert max(four[name]["max_difference"]) <= tol, four[name]["max_difference"]
-        for sharded in [four[name]["four"], *([first[name]] if name in first else [])]:
+        assert four[name]["four"] == one, f"{name}: per-device programs differ from one device"
+        assert max(four[name]["four_difference"]) == 0.0, four[name]["four_difference"]
+        assert max(four[name]["partitioned_difference"]) <= tol, four[name]
+        for sharded in [four[name]["partitioned"], *([first[name]] if name in first else [])]:
             for field in ("scale", "steps", "active"):
                 assert sharded[field] == one[field], f"{name}: other runs than on one device"
             for field in ("cost", "recommendation"):
                 np.testing.assert_allclose(sharded[field], one[field], rtol=0, atol=tol)
+    assert four["fallback"]["warned"], "the fallback to one compile per device did not warn"
+    assert max(four["fallback"]["difference"]) == 0.0, four["fallback"]
 
 
 def test_a_sweep_of_every_gp_strategy_makes_no_batched_lapack_call(world, truth):
@@ -396,7 +427,22 @@ def test_sweep_of_a_full_size_gp_on_two_cpu_devices_does_not_hang():
     """A GP strategy at a realistic size (a 256-candidate single-fidelity BO, whose Cholesky
     factors are large enough for jaxlib to split batches over its thread pool) on 2 CPU
     devices. Before the per-device loop over seeds, fit starts and line-search points
-    (recipes_jax.batching) this deadlocked; the timeout turns a regression into a failure."""
+    (recipes_jax.batching) this deadlocked; the timeout turns a regression into a failure.
+    Per-device programs (the default on CPU) give one device's results bit for bit."""
     out = _run_on_cpu_devices(REALISTIC_MULTI_DEVICE, 2, timeout=300)
     assert out["same_runs"], "2 devices chose other runs than 1 device"
-    assert out["recommendation"] < 1e-9, out
+    assert out["recommendation"] == 0.0, out
+
+
+def test_per_device_programs_default_and_bad_values(monkeypatch):
+    """One device: one program either way. Several: per-device programs by default on CPU
+    in one process, one partitioned program across processes, where asking for per-device
+    programs is a clear error."""
+    resolve = campaign._resolve_per_device
+    assert resolve(None, 1) is False and resolve(True, 1) is False
+    assert resolve(None, 4) is (jax.default_backend() == "cpu")
+    assert resolve(False, 4) is False and resolve(True, 4) is True
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    assert resolve(None, 4) is False
+    with pytest.raises(ValueError, match="per_device_programs=True needs a single process"):
+        resolve(True, 4)
