@@ -427,7 +427,7 @@ def _argument_types(args) -> tuple:
     return treedef, tuple(jax.typeof(leaf) for leaf in leaves)
 
 
-def _compile_per_device(program: _Program, use_cache: bool) -> list:
+def _compile_per_device(program: _Program, cached: bool) -> list:
     """One executable per device, all the same compiled program: compiled once (traced and
     lowered in this thread, which holds settings such as ``jax.enable_x64``), then loaded
     onto the other devices without recompiling (:func:`_load_on`). Where that fails (another
@@ -437,7 +437,7 @@ def _compile_per_device(program: _Program, use_cache: bool) -> list:
         for device, args in zip(program.devices, program.args, strict=True)
     ]
     with _PER_DEVICE_LOCK:
-        compiled = [_PER_DEVICE_CACHE.get(k) if use_cache else None for k in keys]
+        compiled = [_PER_DEVICE_CACHE.get(k) if cached else None for k in keys]
     missing = [i for i, c in enumerate(compiled) if c is None]
     if missing:
         have = next((c for c in compiled if c is not None), None)
@@ -646,11 +646,10 @@ def sweep(
         per_device_programs,
     )
     if program.devices is None:
-        launch = lambda: program.fn(*program.args)
+        compiled = [program.fn]  # jit compiles it on the first call, and caches it
     else:
-        compiled = _compile_per_device(program, use_cache=True)
-        launch = lambda: _launch_per_device(compiled, program)
-    return _unpad(_relay.run(progress, callbacks, launch), S)
+        compiled = _compile_per_device(program, cached=True)
+    return CompiledSweep(compiled, program, S, callbacks)(progress)
 
 
 class CompiledSweep:
@@ -669,10 +668,11 @@ class CompiledSweep:
                 "this sweep was compiled without progress reporting: "
                 "compile_sweep(..., progress=True)"
             )
-        if self._program.devices is None:
-            launch = lambda: self._compiled[0](*self._program.args)
+        compiled, program = self._compiled, self._program
+        if program.devices is None:
+            launch = lambda: compiled[0](*program.args)
         else:
-            launch = lambda: _launch_per_device(self._compiled, self._program)
+            launch = lambda: _launch_per_device(compiled, program)
         return _unpad(_relay.run(progress, self._callbacks, launch), self._num_seeds)
 
     def memory(self) -> dict[str, int] | None:
@@ -727,6 +727,6 @@ def compile_sweep(
     if program.devices is None:
         compiled = [program.fn.lower(*program.args).compile()]
     else:
-        compiled = _compile_per_device(program, use_cache=False)
+        compiled = _compile_per_device(program, cached=False)
     seconds = time.perf_counter() - start
     return CompiledSweep(compiled, program, S, callbacks if progress else 0), seconds
