@@ -116,6 +116,7 @@ def child_campaign(args) -> dict:
         "devices": devices,
         "batch_size": batch,
         "seeds_in_flight": _in_flight(problem.env, devices, batch),
+        "per_device_programs": run.per_device_programs,
         "asks_per_seed": args.asks,
         "active_asks": asks,
         "compile_s": compile_s,

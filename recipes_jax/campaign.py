@@ -321,23 +321,20 @@ def _resolve_per_device(option: bool | None, num_devices: int) -> bool:
     if num_devices == 1:
         return False  # one program either way
     if option is None:
-        return jax.default_backend() == "cpu" and jax.process_count() == 1
-    if option and jax.process_count() > 1:
-        raise ValueError(
-            "per_device_programs=True needs a single process: across processes "
-            "(jax.distributed) a sweep is one shard_map program; leave per_device_programs "
-            "at None or False"
-        )
+        return jax.default_backend() == "cpu"
     return bool(option)
 
 
 class _Program(NamedTuple):
     """A prepared sweep: ``fn`` (jitted) applied to ``args``, once for the whole mesh, or once
-    per device with that device's arguments (``devices`` not None)."""
+    per device of this process with that device's arguments (``devices`` not None; the
+    traces then form arrays over ``mesh_devices``, seeds in that order, every process's
+    devices included)."""
 
     fn: Any
-    args: Any  # one argument tuple, or one per device
+    args: Any  # one argument tuple, or one per device of this process
     devices: tuple | None
+    mesh_devices: tuple | None = None
 
 
 def _prepare_sweep(
@@ -366,6 +363,11 @@ def _prepare_sweep(
     if not 1 <= num_devices <= len(jax.devices()):
         raise ValueError(f"devices must be in 1..{len(jax.devices())}; got {devices}")
     per_device = _resolve_per_device(per_device_programs, num_devices)
+    if jax.process_count() > 1 and num_devices != len(jax.devices()):
+        raise ValueError(
+            "with several processes (jax.distributed), a sweep spans every global device: "
+            f"leave devices=None (got devices={devices} of {len(jax.devices())})"
+        )
     S = keys.shape[0]
     share = -(-S // num_devices)
     batch = share if batch_size is None else int(batch_size)
@@ -382,7 +384,8 @@ def _prepare_sweep(
     local_devices = num_devices // jax.process_count()
     callbacks = local_devices * (keys.shape[0] // (num_devices * (1 if loops else batch))) * n
     if per_device:
-        # the one-device program, compiled for each device: the same bits as on one device
+        # the one-device program, compiled for each device: the same bits as on one device.
+        # Seeds go to the devices in global order; each process runs its own devices' share
         fn = _sweep_fn(strategy, treedef, static, n, 1, batch, key_impl, with_progress, loops)
         chosen = tuple(jax.devices()[:num_devices])
         per = keys.shape[0] // num_devices
@@ -390,19 +393,17 @@ def _prepare_sweep(
         # threads, where thread-local settings (jax.enable_x64) would type a float otherwise
         dtype = jnp.result_type(float)
         scalars = (jnp.asarray(budget, dtype), jnp.asarray(noise_sd, dtype))
+        here = jax.process_index()
+        mine = [(i, d) for i, d in enumerate(chosen) if d.process_index == here]
         args = tuple(
             jax.device_put(
                 (dynamic, scalars[0], key_data[i * per : (i + 1) * per], scalars[1]), device
             )
-            for i, device in enumerate(chosen)
+            for i, device in mine
         )
-        return _Program(fn, args, chosen), S, callbacks
+        local = tuple(device for _, device in mine)
+        return _Program(fn, args, local, chosen), S, callbacks
     if jax.process_count() > 1:
-        if num_devices != len(jax.devices()):
-            raise ValueError(
-                "with several processes (jax.distributed), a sweep spans every global device: "
-                f"leave devices=None (got devices={devices} of {len(jax.devices())})"
-            )
         # every process holds the same keys and environment: make the keys one global array
         # sharded over the seeds, and pass the rest as host values (replicated)
         host_keys = np.asarray(key_data)
@@ -546,11 +547,11 @@ def _launch_per_device(compiled: list, program: _Program) -> Trace:
     with concurrent.futures.ThreadPoolExecutor(len(compiled)) as pool:
         outs = list(pool.map(lambda c, args: c(*args), compiled, program.args))
     sharding = jax.sharding.NamedSharding(
-        Mesh(np.asarray(program.devices), ("seeds",)), PartitionSpec("seeds")
+        Mesh(np.asarray(program.mesh_devices), ("seeds",)), PartitionSpec("seeds")
     )
 
-    def join(*parts):
-        shape = (sum(p.shape[0] for p in parts), *parts[0].shape[1:])
+    def join(*parts):  # every device's part has the same shape, other processes' too
+        shape = (len(program.mesh_devices) * parts[0].shape[0], *parts[0].shape[1:])
         return jax.make_array_from_single_device_arrays(shape, sharding, list(parts))
 
     return jax.tree_util.tree_map(join, *outs)
@@ -585,12 +586,12 @@ def sweep(
 
     Two ways to use several devices (``per_device_programs``):
 
-    - True (the default on CPU in one process): each device runs the one-device program on
-      its share of the seeds, compiled once and loaded onto every device (about a second
-      each). Every seed's trace is then bit for bit what one device gives, whatever the
+    - True (the default on CPU): each device runs the one-device program on its share of
+      the seeds, compiled once (in each process) and loaded onto every device (about a
+      second each). Every seed's trace is then bit for bit what one device gives, whatever the
       device count (``benchmarks/device_programs.py``: mfms_bo on 2 CPU devices compiled in
       20.1 s against 21.9 s for one partitioned program, and ran at the same speed).
-    - False (the default on GPUs and TPUs, and the only way across processes): one program
+    - False (the default on GPUs and TPUs): one program
       partitioned over the devices with ``shard_map``, compiled once. XLA optimizes a
       partitioned program differently (it turns other divisions by a broadcast into
       multiplications by a reciprocal), so GP strategies agree with one device only to the
@@ -624,8 +625,11 @@ def sweep(
     Several hosts: start every process with ``jax.distributed.initialize(...)`` and call
     ``sweep`` with the same arguments (same keys) in each; seeds are sharded over every global
     device and every process gets the whole :class:`Trace` back (``devices`` must then be
-    None). Memory per device: on CPU one seed's working set (a ``batch_size``-wide vmap of it
-    on GPUs and TPUs), plus the traces, which grow linearly in seeds.
+    None). With per-device programs each process compiles the one-device program once and
+    runs its own devices' seeds, so the traces are again one device's, bit for bit.
+
+    Memory per device: on CPU one seed's working set (a ``batch_size``-wide vmap of it on
+    GPUs and TPUs), plus the traces, which grow linearly in seeds.
 
     ``progress``: as in :func:`run_campaign`; ``total`` counts asks of each looped seed (on
     CPU, 64 seeds x 100 asks report 6,400) or of each vmapped batch (on a GPU, one batch of
@@ -674,6 +678,12 @@ class CompiledSweep:
         else:
             launch = lambda: _launch_per_device(compiled, program)
         return _unpad(_relay.run(progress, self._callbacks, launch), self._num_seeds)
+
+    @property
+    def per_device_programs(self) -> bool:
+        """True where every device runs its own copy of the one-device program, False where
+        one partitioned program spans the devices (or there is one device)."""
+        return self._program.devices is not None
 
     def memory(self) -> dict[str, int] | None:
         """Bytes XLA plans per call on each device: ``temp`` (working buffers), ``argument``,

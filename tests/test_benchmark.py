@@ -80,6 +80,7 @@ def test_compile_sweep_equals_sweep(world, truth):
     jax.tree_util.tree_map(np.testing.assert_array_equal, run(), expected)
 
 
+@pytest.mark.slow
 def test_quick_benchmark_command_writes_tables_plots_and_json(tmp_path, capsys):
     methods = "mfms_bo,random_search,hyperband"
     argv = ["benchmark", "--quick", "--methods", methods, "--out", str(tmp_path)]

@@ -48,6 +48,7 @@ def check_trace(trace, space, budget, T):
     np.testing.assert_array_equal(trace.proposals.index[active], np.arange(active.sum()))
 
 
+@pytest.mark.slow
 def test_every_strategy_runs_under_run_campaign_and_sweep(world, truth):
     """mfms_bo's run_campaign and sweep traces are checked by
     test_same_key_same_trace_bit_for_bit_and_sweep_matches_run_campaign; the other GP
@@ -71,6 +72,7 @@ def test_every_strategy_runs_under_run_campaign_and_sweep(world, truth):
                 check_trace(one, space, budget, T)
 
 
+@pytest.mark.slow
 def test_same_key_same_trace_bit_for_bit_and_sweep_matches_run_campaign(world, truth):
     space = world.space
     with jax.enable_x64(True):
@@ -179,6 +181,7 @@ def test_a_simulator_is_an_environment(world):
     np.testing.assert_allclose(values, expect, rtol=1e-4)  # float32: batch of 1 vs of 109
 
 
+@pytest.mark.slow
 def test_mfms_bo_beats_random_search_on_the_built_in_world(world, truth):
     """Acceptance: median final regret over 16 seeds at an equal budget (3 target runs)."""
     space, budget = world.space, 3.0
@@ -280,18 +283,25 @@ MULTI_PROCESS = SWEEP_FIELDS + textwrap.dedent(
     """
     import json, sys
     import jax
-    process_id, port, path = sys.argv[1:4]
+    process_id, port, path, settings = sys.argv[1:5]
     jax.distributed.initialize(f"localhost:{port}", num_processes=2, process_id=int(process_id))
     import numpy as np, recipes_jax as rj
     assert jax.process_count() == 2 and len(jax.devices()) == 4, jax.devices()
     world = rj.worlds.default()
     truth = world.truth("eval/RedPajamaStackExchange/CrossEntropyLoss")
     keys = jax.random.split(jax.random.key(3), 7)  # padded to 4 devices x batch 2
-    strategy = rj.hyperband(world.space)
+    sweep = lambda strategy, **kw: fields(
+        rj.sweep(strategy, truth, 1.0, keys, num_asks=6, batch_size=2, **kw)
+    )
     with jax.enable_x64(True):  # as the reference
-        traces = rj.sweep(strategy, truth, 1.0, keys, num_asks=6, batch_size=2)
+        out = {
+            # per-device programs (the default on CPU): each process runs its 2 devices' seeds
+            "mfms_bo": sweep(rj.mfms_bo(world.space, **json.loads(settings))),
+            # one partitioned program over both processes' devices
+            "hyperband": sweep(rj.hyperband(world.space), per_device_programs=False),
+        }
     with open(f"{path}.{process_id}", "w") as f:
-        json.dump({strategy.name: fields(traces)}, f)
+        json.dump(out, f)
     """
 )
 
@@ -312,17 +322,17 @@ def _cpu_devices_env(num_devices: int) -> dict:
     )
 
 
+@pytest.mark.slow
 def test_sweep_shards_seeds_over_devices_and_processes_with_the_same_results(tmp_path):
     """The same 7 seeds swept on one device, on 4 CPU devices of one process (Hyperband and
     mfms_bo; per-device programs, the default, and one partitioned program), and on 2
-    processes x 2 CPU devices started with jax.distributed (Hyperband, one partitioned program;
-    every process gets every seed's trace), all at once in fresh processes. Per-device
-    programs give one device's traces bit for bit (the executable loaded onto each device,
-    or, where that fails, compiled for each). One partitioned program chooses the same runs;
-    no model: bit for bit; GP strategy: values equal to the last bits. The multi-process sweep
-    is the partitioned program with another device layout, so it runs the model-free strategy
-    only: a GP strategy there would add two 20-second compiles to the suite. (The one-device
-    sweeps run in the 4-device process: every sharded run is checked against one reference.)"""
+    processes x 2 CPU devices started with jax.distributed (mfms_bo with per-device programs,
+    Hyperband with one partitioned program; every process gets every seed's trace), all at
+    once in fresh processes. Per-device programs give one device's traces bit for bit, in one
+    process or several (the executable loaded onto each device, or, where that fails,
+    compiled for each). One partitioned program chooses the same runs; no model: bit for bit;
+    GP strategy: values equal to the last bits. (The one-device sweeps run in the 4-device
+    process: every sharded run is checked against one reference.)"""
     settings = json.dumps(SHARDED_MFMS)
     four_path, port, path = tmp_path / "four.json", str(_free_port()), str(tmp_path / "out")
     popen = lambda args, devices: subprocess.Popen(
@@ -333,7 +343,7 @@ def test_sweep_shards_seeds_over_devices_and_processes_with_the_same_results(tmp
         text=True,
     )
     procs = [popen([MULTI_DEVICE, str(four_path), settings], 4)]
-    procs += [popen([MULTI_PROCESS, str(i), port, path], 2) for i in range(2)]
+    procs += [popen([MULTI_PROCESS, str(i), port, path, settings], 2) for i in range(2)]
     try:
         for proc in procs:
             _, err = proc.communicate(timeout=600)
@@ -345,14 +355,15 @@ def test_sweep_shards_seeds_over_devices_and_processes_with_the_same_results(tmp
             proc.kill()
     four = json.loads(four_path.read_text())
     first, second = (json.loads((tmp_path / f"out.{i}").read_text()) for i in range(2))
-    assert first == second and list(first) == ["hyperband"]
+    assert first == second and sorted(first) == ["hyperband", "mfms_bo"]
+    assert first["mfms_bo"] == four["mfms_bo"]["one"], "2 processes differ from one device"
     for name, tol in (("hyperband", 0.0), ("mfms_bo", 1e-12)):
         one = four[name]["one"]
         assert np.shape(one["cost"]) == (7, 6)
         assert four[name]["four"] == one, f"{name}: per-device programs differ from one device"
         assert max(four[name]["four_difference"]) == 0.0, four[name]["four_difference"]
         assert max(four[name]["partitioned_difference"]) <= tol, four[name]
-        for sharded in [four[name]["partitioned"], *([first[name]] if name in first else [])]:
+        for sharded in [four[name]["partitioned"], *([first[name]] if name == "hyperband" else [])]:
             for field in ("scale", "steps", "active"):
                 assert sharded[field] == one[field], f"{name}: other runs than on one device"
             for field in ("cost", "recommendation"):
@@ -423,6 +434,7 @@ REALISTIC_MULTI_DEVICE = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_sweep_of_a_full_size_gp_on_two_cpu_devices_does_not_hang():
     """A GP strategy at a realistic size (a 256-candidate single-fidelity BO, whose Cholesky
     factors are large enough for jaxlib to split batches over its thread pool) on 2 CPU
@@ -434,15 +446,21 @@ def test_sweep_of_a_full_size_gp_on_two_cpu_devices_does_not_hang():
     assert out["recommendation"] == 0.0, out
 
 
-def test_per_device_programs_default_and_bad_values(monkeypatch):
-    """One device: one program either way. Several: per-device programs by default on CPU
-    in one process, one partitioned program across processes, where asking for per-device
-    programs is a clear error."""
+def test_per_device_programs_default_and_the_device_rule_across_processes(monkeypatch):
+    """One device: one program either way. Several: per-device programs by default on CPU,
+    in one process or several; one partitioned program on GPUs and TPUs or when asked. With
+    several processes a sweep must span every global device, whichever way: a clear error."""
     resolve = campaign._resolve_per_device
     assert resolve(None, 1) is False and resolve(True, 1) is False
     assert resolve(None, 4) is (jax.default_backend() == "cpu")
     assert resolve(False, 4) is False and resolve(True, 4) is True
     monkeypatch.setattr(jax, "process_count", lambda: 2)
-    assert resolve(None, 4) is False
-    with pytest.raises(ValueError, match="per_device_programs=True needs a single process"):
-        resolve(True, 4)
+    assert resolve(None, 4) is (jax.default_backend() == "cpu")
+    devices = jax.devices()
+    monkeypatch.setattr(jax, "devices", lambda: devices * 2)  # 2 processes' devices
+    strategy = rj.random_search(rj.worlds.default().space)
+    truth = rj.worlds.default().truth(0)
+    keys = jax.random.split(jax.random.key(0), 2)
+    for per_device in (None, True, False):
+        with pytest.raises(ValueError, match="a sweep spans every global device"):
+            rj.sweep(strategy, truth, 1.0, keys, devices=1, per_device_programs=per_device)

@@ -2,6 +2,7 @@ import json
 
 import jax
 import numpy as np
+import pytest
 
 from recipes_jax.cli import main
 
@@ -30,6 +31,7 @@ def test_summary_simulate_and_convert(tmp_path, default_world, capsys):
     assert "pickle files can run arbitrary code" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_demo_runs_both_methods_and_writes_table_plot_and_json(tmp_path, capsys):
     out_dir = tmp_path / "demo"
     args = ["demo", "--seeds", "2", "--budget", "1", "--asks", "4", "--out", str(out_dir)]

@@ -35,6 +35,12 @@ SCRIPT = textwrap.dedent(
     spread = rj.sweep(strategy, truth, 3.0, keys)
     one = rj.sweep(strategy, truth, 3.0, keys, devices=1)
     out["same"] = bool(np.array_equal(spread.recommendation, one.recommendation))
+    compiled = lambda **kw: rj.campaign.compile_sweep(strategy, truth, 3.0, keys, **kw)[0]
+    out["per_device"] = [
+        compiled().per_device_programs,
+        compiled(per_device_programs=False).per_device_programs,
+        compiled(devices=1).per_device_programs,
+    ]
     out["shape"] = list(spread.recommendation.shape)
     print(json.dumps(out))
     """
@@ -62,6 +68,7 @@ def test_use_cpu_cores_before_jax_starts_gives_that_many_devices_and_sweeps_use_
     assert "XLA_FLAGS=--xla_force_host_platform_device_count=2" in out["late"]
     assert out["lenient"] == 3  # strict=False keeps what JAX has
     assert out["shape"] == [5, 3, 5] and out["same"]  # 5 seeds over 3 devices, unpadded
+    assert out["per_device"] == [True, False, False]  # CPU default; asked; one device
 
 
 def test_use_cpu_cores_keeps_a_device_count_forced_by_xla_flags():

@@ -7,6 +7,8 @@ import importlib
 import inspect
 import pkgutil
 
+import pytest
+
 import recipes_jax
 
 
@@ -107,6 +109,7 @@ def test_the_check_sees_missing_docstrings():
     assert _documented(functools.lru_cache(_own_doc))
 
 
+@pytest.mark.slow
 def test_the_readme_quickstart_runs():
     """The README's Quickstart block, as written, in a fresh interpreter."""
     import re

@@ -11,6 +11,7 @@ from tests.conftest import DATA
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "name",
     [

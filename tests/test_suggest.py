@@ -60,6 +60,7 @@ def test_replaying_a_campaign_from_its_ledger_gives_the_same_observations():
     assert not np.any(np.asarray(replayed.pending.active))
 
 
+@pytest.mark.slow
 def test_suggest_record_loop_on_a_ledger(tmp_path):
     truth = jax.jit(rj.worlds.default().truth(METRIC))
     path = tmp_path / "runs.csv"
