@@ -458,8 +458,8 @@ def test_per_device_programs_default_and_the_device_rule_across_processes(monkey
     assert resolve(None, 4) is (jax.default_backend() == "cpu")
     devices = jax.devices()
     monkeypatch.setattr(jax, "devices", lambda: devices * 2)  # 2 processes' devices
-    strategy = rj.random_search(rj.worlds.default().space)
-    truth = rj.worlds.default().truth(0)
+    world = rj.worlds.default()
+    strategy, truth = rj.random_search(world.space), world.truth(0)
     keys = jax.random.split(jax.random.key(0), 2)
     for per_device in (None, True, False):
         with pytest.raises(ValueError, match="a sweep spans every global device"):
