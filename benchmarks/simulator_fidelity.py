@@ -14,7 +14,8 @@ Sections
    cut short, once complete), which separates what eval noise and truncation cost from what the
    coverage of mixtures allows. Then, at each metric's worst cell, how much of the truth there
    other scales explain (linearly), and what a plain GP on noise-free truth reaches from that
-   scale's own runs or from seven times as many (the information the table holds there).
+   scale's own runs, from them plus the exact truth at other scales as extra inputs, or from
+   seven times as many runs (the information the table holds there).
 2. RegMix (real runs): built from the 512 training runs at ~1M parameters, predicting the 256
    test mixtures' Pile-CC loss; side by side, a plain ARD GP on raw weights.
 3. Speed: construction time on the 454 non-empty runs; compile time and steady-state
@@ -214,6 +215,11 @@ def information_limit(paper_results, n_queries):
       truth at that scale's own run mixtures only, scored on the benchmark's queries.
     - ``all_runs_gp``: the same GP given the truth at all 454 run mixtures at that scale, what
       about seven times as many runs at the scale would buy.
+    - ``other_scales_gp``: the ``own_runs_gp`` with, as extra inputs, the exact truth at the
+      two nearest other scales (in log-parameters) or at all six (``nearest_scales`` /
+      ``all_scales``): pooling across scales with perfect knowledge of the other scales and
+      any smooth, nonlinear map from them (an oracle "nonlinear autoregressive" multi-fidelity
+      GP); what the best possible cross-scale transfer could add to the cell's own runs.
     """
     table = rj.RunTable.from_paper_pickle(os.path.join(DATA, "surrogate_runs.pkl"), trusted=True)
     table = table.select_runs(table.mask.any(axis=(1, 2)))
@@ -237,9 +243,23 @@ def information_limit(paper_results, n_queries):
         shared = float(1 - np.var(target - design @ coef) / np.var(target))
         q, true = queries[scale], at(queries[scale], scale)
         own = table.mixtures[table.scales == scale]
+        others_by_distance = sorted(
+            (sc for sc in scales if sc != scale), key=lambda sc: abs(np.log(sc / scale))
+        )
         with jax.enable_x64(True):
             own_pred = plain_ard_gp(own, at(own, scale), q)
             all_pred = plain_ard_gp(table.mixtures, at(table.mixtures, scale), q)
+            oracle = {}
+            for label, side in [
+                ("nearest_scales", others_by_distance[:2]),
+                ("all_scales", others_by_distance),
+            ]:
+
+                def with_side(w, side=side):
+                    return np.concatenate([w] + [at(w, sc)[:, None] for sc in side], axis=1)
+
+                pred = plain_ard_gp(with_side(own), at(own, scale), with_side(q))
+                oracle[label] = {"scales": side, **scores(pred, true)}
         out[metric] = {
             "cell": cell,
             "simulator_r2": res["simulator"][cell]["r2"],
@@ -247,6 +267,7 @@ def information_limit(paper_results, n_queries):
             "own_runs": len(own),
             "own_runs_gp": scores(own_pred, true),
             "all_runs_gp": scores(all_pred, true),
+            "other_scales_gp": oracle,
         }
     return out
 
@@ -349,6 +370,13 @@ def print_information_limit(results):
             f"runs R2 {v['own_runs_gp']['r2']:.3f} | GP on 454 runs there R2 "
             f"{v['all_runs_gp']['r2']:.3f}"
         )
+        if "other_scales_gp" in v:
+            side = v["other_scales_gp"]
+            print(
+                f"{'':46s} {'':>10s}  GP on its runs + exact truth at the nearest scales "
+                f"{side['nearest_scales']['scales']} R2 {side['nearest_scales']['r2']:.3f} / "
+                f"at all other scales R2 {side['all_scales']['r2']:.3f}"
+            )
 
 
 def main():
