@@ -34,6 +34,7 @@ import numpy as np
 import optax
 
 import recipes_jax as rj
+from recipes_jax.atomic import atomic_write
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from simulator_fidelity import DATA, METRICS, STEPS, query_mixtures, scores
@@ -60,11 +61,17 @@ def init_mlp(key, sizes):
     return layers
 
 
-def apply_mlp(layers, x, act):
+def mlp_outputs(layers, x, act):
+    """[B, inputs] -> [B, outputs]: hidden layers with activation ``act``, a linear output."""
     for W, b in layers[:-1]:
         x = act(x @ W + b)
     W, b = layers[-1]
-    return (x @ W + b)[..., 0]
+    return x @ W + b
+
+
+def apply_mlp(layers, x, act):
+    """The first (for single-metric fits, the only) output, [B]."""
+    return mlp_outputs(layers, x, act)[..., 0]
 
 
 def fit(X, y, act, width, n_steps, key):
@@ -93,10 +100,7 @@ def fit_multi_output(X, Y, width, n_steps, peak_lr, key):
     opt = optax.adam(optax.warmup_cosine_decay_schedule(0.0, peak_lr, 200, n_steps, 1e-5))
 
     def predict(p, x):
-        for W, b in p[:-1]:
-            x = jax.nn.relu(x @ W + b)
-        W, b = p[-1]
-        return x @ W + b
+        return mlp_outputs(p, x, jax.nn.relu)
 
     def step(carry, k):
         p, state = carry
@@ -251,9 +255,8 @@ def main():
 def write(report, name):
     """Write ``results/<name>`` atomically (a crash mid-write keeps the previous results)."""
     out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", name)
-    with open(out + ".tmp", "w") as f:
-        json.dump(report, f, indent=1)
-    os.replace(out + ".tmp", out)
+    data = json.dumps(report, indent=1).encode()
+    atomic_write(out, lambda f: f.write(data), prefix=".pooled_mlp.")
     print(f"wrote {out}")
 
 
