@@ -247,18 +247,22 @@ def information_limit(paper_results, n_queries):
             (sc for sc in scales if sc != scale), key=lambda sc: abs(np.log(sc / scale))
         )
         with jax.enable_x64(True):
-            own_pred = plain_ard_gp(own, at(own, scale), q)
+            own_y = at(own, scale)
+            # the exact truth at every other scale, as columns, at the own runs and the queries
+            own_side = {sc: at(own, sc)[:, None] for sc in others_by_distance}
+            q_side = {sc: at(q, sc)[:, None] for sc in others_by_distance}
+            own_pred = plain_ard_gp(own, own_y, q)
             all_pred = plain_ard_gp(table.mixtures, at(table.mixtures, scale), q)
             oracle = {}
             for label, side in [
                 ("nearest_scales", others_by_distance[:2]),
                 ("all_scales", others_by_distance),
             ]:
-
-                def with_side(w, side=side):
-                    return np.concatenate([w] + [at(w, sc)[:, None] for sc in side], axis=1)
-
-                pred = plain_ard_gp(with_side(own), at(own, scale), with_side(q))
+                pred = plain_ard_gp(
+                    np.concatenate([own] + [own_side[sc] for sc in side], axis=1),
+                    own_y,
+                    np.concatenate([q] + [q_side[sc] for sc in side], axis=1),
+                )
                 oracle[label] = {"scales": side, **scores(pred, true)}
         out[metric] = {
             "cell": cell,
