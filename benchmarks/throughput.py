@@ -219,6 +219,9 @@ def child_simulator(args) -> dict:
     import jax
 
     from recipes_jax import benchmark
+    from recipes_jax.cpu_devices import use_cpu_cores
+
+    use_cpu_cores(args.cpu_devices)  # as _setup below does, but before JAX starts
 
     problem32 = benchmark.paper_problem("stackexchange", args.paper_runs, trusted=True)
     rows = _time_simulator(problem32, args, "float32")
@@ -232,7 +235,9 @@ def _child(args, mode: str, **extra) -> dict:
     cmd = [sys.executable, __file__, "--child", mode, *args.passthrough]
     for key, value in extra.items():
         cmd += [f"--{key.replace('_', '-')}", str(value)]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    # compile times are compiles, never reads of a persistent compilation cache
+    env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     if out.returncode:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{out.stderr[-4000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -372,6 +377,22 @@ def _summarize(results: dict, goal_seeds: int) -> list[str]:
         lines.append(
             f"goal: compile < 60 s: worst {worst:.1f} s {'MET' if worst < 60 else 'NOT MET'}"
         )
+    if results.get("machine", {}).get("backend") == "gpu":
+        for r in results["campaigns"]:
+            if r["seeds"] >= 1024 and r["asks_per_seed"] >= 100:
+                verdict = "MET" if r["run_s"] < 60 else "NOT MET"
+                lines.append(
+                    f"goal (GPU): {r['seeds']:,} seeds x {r['asks_per_seed']} asks < 60 s after "
+                    f"compilation: {r['run_s']:.1f} s {verdict}"
+                )
+        simulator = results.get("simulator", [])
+        if simulator:
+            best = max(simulator, key=lambda row: row["queries_per_s"])
+            verdict = "MET" if best["queries_per_s"] >= 1e8 else "NOT MET"
+            lines.append(
+                f"goal (GPU): simulator >= 1e8 queries/s: {best['queries_per_s']:.3g} "
+                f"({best['dtype']}, batch {best['batch']:,}) {verdict}"
+            )
     results["summary"] = lines
     return lines
 

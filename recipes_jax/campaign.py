@@ -417,10 +417,28 @@ def _prepare_sweep(
     return _Program(fn, (dynamic, budget, key_data, noise_sd), None), S, callbacks
 
 
-#: Per-device executables of recent sweeps, by (program, device, argument types).
+#: Per-device executables of recent sweeps, by (program, device, argument types): each with
+#: whether it was compiled in this process (only those can be loaded onto other devices).
 _PER_DEVICE_CACHE: collections.OrderedDict = collections.OrderedDict()
 _PER_DEVICE_CACHE_SIZE = 64
 _PER_DEVICE_LOCK = threading.Lock()
+_PERSISTENT_CACHE_HITS = threading.local()
+
+
+def _count_persistent_cache_hit(event: str, **kwargs) -> None:
+    if event == "/jax/compilation_cache/cache_hits":  # recorded in the compiling thread
+        _PERSISTENT_CACHE_HITS.count = getattr(_PERSISTENT_CACHE_HITS, "count", 0) + 1
+
+
+jax.monitoring.register_event_listener(_count_persistent_cache_hit)
+
+
+def _compile(lowered) -> tuple[Any, bool]:
+    """``lowered.compile()``, and whether it was compiled here (True) rather than read from
+    JAX's persistent compilation cache (False, with ``JAX_COMPILATION_CACHE_DIR`` set)."""
+    before = getattr(_PERSISTENT_CACHE_HITS, "count", 0)
+    compiled = lowered.compile()
+    return compiled, getattr(_PERSISTENT_CACHE_HITS, "count", 0) == before
 
 
 def _argument_types(args) -> tuple:
@@ -431,41 +449,54 @@ def _argument_types(args) -> tuple:
 def _compile_per_device(program: _Program, cached: bool) -> list:
     """One executable per device, all the same compiled program: compiled once (traced and
     lowered in this thread, which holds settings such as ``jax.enable_x64``), then loaded
-    onto the other devices without recompiling (:func:`_load_on`). Where that fails (another
-    JAX version), each device's copy is compiled instead, side by side in threads."""
+    onto the other devices without recompiling (:func:`_load_on`).
+
+    Only an executable compiled in this process can be loaded elsewhere: one read from JAX's
+    persistent compilation cache, or itself loaded, reloads into an executable that fails
+    when run (jaxlib 0.10 on CPU: "NOT_FOUND: Function ... not found", or another device
+    waiting forever). So when the first device's copy came from that cache, each other
+    device's copy is compiled for it, which the cache answers too once it holds them (its
+    keys name the device). Where loading fails (another JAX version), each device's copy is
+    compiled as well, with a warning. Copies are compiled side by side in threads."""
     keys = [
         (program.fn, device, _argument_types(args))
         for device, args in zip(program.devices, program.args, strict=True)
     ]
     with _PER_DEVICE_LOCK:
-        compiled = [_PER_DEVICE_CACHE.get(k) if cached else None for k in keys]
-    missing = [i for i, c in enumerate(compiled) if c is None]
+        entries = [_PER_DEVICE_CACHE.get(k) if cached else None for k in keys]
+    missing = [i for i, entry in enumerate(entries) if entry is None]
     if missing:
-        have = next((c for c in compiled if c is not None), None)
-        if have is None:
+        source = next((e[0] for e in entries if e is not None and e[1]), None)
+        if source is None and not any(entries):
             first = missing.pop(0)
-            have = compiled[first] = program.fn.lower(*program.args[first]).compile()
-        try:
-            loaded = _load_on(have, [program.devices[i] for i in missing])
-        except Exception as error:  # any failure: fall back to compiling
-            warnings.warn(
-                f"could not load the compiled sweep onto other devices ({error!r}); compiling "
-                "it once per device instead (same results, longer compilation)",
-                RuntimeWarning,
-                stacklevel=3,
-            )
+            entries[first] = _compile(program.fn.lower(*program.args[first]))
+            source = entries[first][0] if entries[first][1] else None
+        loaded = None
+        if missing and source is not None:
+            try:
+                loaded = [
+                    (c, False) for c in _load_on(source, [program.devices[i] for i in missing])
+                ]
+            except Exception as error:  # any failure: fall back to compiling
+                warnings.warn(
+                    f"could not load the compiled sweep onto other devices ({error!r}); "
+                    "compiling it once per device instead (same results, longer compilation)",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+        if loaded is None and missing:
             lowered = [program.fn.lower(*program.args[i]) for i in missing]
             with concurrent.futures.ThreadPoolExecutor(len(lowered)) as pool:
-                loaded = list(pool.map(lambda low: low.compile(), lowered))
-        for i, executable in zip(missing, loaded, strict=True):
-            compiled[i] = executable
+                loaded = list(pool.map(_compile, lowered))
+        for i, entry in zip(missing, loaded or [], strict=True):
+            entries[i] = entry
     with _PER_DEVICE_LOCK:
-        for k, executable in zip(keys, compiled, strict=True):
-            _PER_DEVICE_CACHE[k] = executable
+        for k, entry in zip(keys, entries, strict=True):
+            _PER_DEVICE_CACHE[k] = entry
             _PER_DEVICE_CACHE.move_to_end(k)
         while len(_PER_DEVICE_CACHE) > _PER_DEVICE_CACHE_SIZE:
             _PER_DEVICE_CACHE.popitem(last=False)
-    return compiled
+    return [executable for executable, _ in entries]
 
 
 def _load_on(compiled, devices: list) -> list:

@@ -116,3 +116,66 @@ def test_compiled_sweep_reports_xla_memory_and_campaigns_use_cpu_options(world, 
     assert memory["output"] > 0 and all(v >= 0 for v in memory.values())
     if jax.default_backend() == "cpu":
         assert campaign.compiler_options() in (None, campaign.CPU_COMPILER_OPTIONS)
+
+
+def _load_throughput_script():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "throughput.py"
+    spec = importlib.util.spec_from_file_location("throughput_script", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _campaign_row(seeds, run_s):
+    return {
+        "seeds": seeds,
+        "devices": 1,
+        "batch_size": seeds,
+        "seeds_in_flight": seeds,
+        "asks_per_seed": 100,
+        "compile_s": 30.0,
+        "run_s": run_s,
+        "s_per_seed": run_s / seeds,
+        "ms_per_seed_ask": 1e3 * run_s / (100 * seeds),
+        "seed_asks_per_s": 100 * seeds / run_s,
+        "peak_rss_mb": 2000.0,
+        "xla_memory": {"temp": 2**30, "output": 2**24, "argument": 0, "code": 0},
+    }
+
+
+@pytest.mark.parametrize(
+    "run_s, queries_per_s, verdict", [(42.0, 2e8, "MET"), (75.0, 5e7, "NOT MET")]
+)
+def test_throughput_summary_gives_a_verdict_on_each_gpu_goal(run_s, queries_per_s, verdict):
+    throughput = _load_throughput_script()
+    simulator = [
+        {"batch": B, "queries_per_s": q, "dtype": "float32", "run_s": B / q, "first_call_s": 1.0}
+        for B, q in ((10**5, queries_per_s / 10), (10**7, queries_per_s))
+    ]
+    results = {
+        "machine": {"backend": "gpu"},
+        "campaigns": [_campaign_row(64, 10.0), _campaign_row(1024, run_s)],
+        "simulator": simulator,
+    }
+    lines = [line for line in throughput._summarize(results, 64) if line.startswith("goal (GPU)")]
+    assert len(lines) == 2, lines
+    assert (
+        lines[0].startswith("goal (GPU): 1,024 seeds x 100 asks") and f"{run_s:.1f} s" in lines[0]
+    )
+    assert "batch 10,000,000" in lines[1]
+    assert all(line.endswith(f" {verdict}") for line in lines), lines
+    results["machine"]["backend"] = "cpu"  # the GPU goals are judged on a GPU only
+    assert not [line for line in throughput._summarize(results, 64) if "(GPU)" in line]
+
+
+def test_the_gpu_check_script_parses_and_states_its_usage():
+    import subprocess
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.sh"
+    subprocess.run(["bash", "-n", str(script)], check=True)  # syntax only
+    done = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "usage: bash benchmarks/gpu_check.sh prepare|run" in done.stderr

@@ -264,6 +264,8 @@ MULTI_DEVICE = SWEEP_FIELDS + textwrap.dedent(
                 "partitioned_difference": difference(one, partitioned),
             }
         # where loading onto other devices fails, each device compiles its copy: same bits
+        # (compiled, not read from the tests' persistent compilation cache: then no loading)
+        jax.config.update("jax_enable_compilation_cache", False)
         def broken(compiled, devices):
             raise RuntimeError("simulated")
         campaign._load_on, campaign._PER_DEVICE_CACHE = broken, type(campaign._PER_DEVICE_CACHE)()
@@ -370,6 +372,55 @@ def test_sweep_shards_seeds_over_devices_and_processes_with_the_same_results(tmp
                 np.testing.assert_allclose(sharded[field], one[field], rtol=0, atol=tol)
     assert four["fallback"]["warned"], "the fallback to one compile per device did not warn"
     assert max(four["fallback"]["difference"]) == 0.0, four["fallback"]
+
+
+PERSISTENT_CACHE_SWEEP = SWEEP_FIELDS + textwrap.dedent(
+    """
+    import json
+    import jax, numpy as np, recipes_jax as rj
+    hits = []
+    jax.monitoring.register_event_listener(
+        lambda event, **kw: hits.append(event) if event.endswith("/cache_hits") else None
+    )
+    assert len(jax.devices()) == 2, jax.devices()
+    world = rj.worlds.default()
+    truth = world.truth("eval/RedPajamaStackExchange/CrossEntropyLoss")
+    keys = jax.random.split(jax.random.key(5), 4)
+    with jax.enable_x64(True):
+        traces = rj.sweep(rj.hyperband(world.space), truth, 1.0, keys, num_asks=6)
+    print(json.dumps({"traces": fields(traces), "cache_hits": len(hits)}))
+    """
+)
+
+
+def test_per_device_sweeps_run_from_jax_s_persistent_compilation_cache(tmp_path):
+    """With JAX's persistent compilation cache on (``JAX_COMPILATION_CACHE_DIR``), a 2-device
+    sweep in a second process reads its program from the cache. Such an executable cannot be
+    reloaded onto the other device (jaxlib: "NOT_FOUND: Function ... not found" when run, or
+    a hang), so each device's copy comes from the cache or is compiled: the second and third
+    processes run, and give the first one's traces bit for bit."""
+    env = dict(
+        _cpu_devices_env(2),
+        JAX_COMPILATION_CACHE_DIR=str(tmp_path / "cache"),
+        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+    )
+    runs = []
+    for _ in range(3):
+        try:
+            done = subprocess.run(
+                [sys.executable, "-c", PERSISTENT_CACHE_SWEEP],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+        except subprocess.TimeoutExpired:
+            pytest.fail("a sweep from the persistent compilation cache ran past 300 s: hung?")
+        assert done.returncode == 0, done.stderr[-3000:]
+        runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    assert runs[0]["cache_hits"] == 0  # a fresh cache
+    assert runs[1]["cache_hits"] > 0 and runs[2]["cache_hits"] > 0, runs
+    assert runs[1]["traces"] == runs[0]["traces"] == runs[2]["traces"]
 
 
 def test_a_sweep_of_every_gp_strategy_makes_no_batched_lapack_call(world, truth):
