@@ -451,13 +451,14 @@ def _compile_per_device(program: _Program, cached: bool) -> list:
     lowered in this thread, which holds settings such as ``jax.enable_x64``), then loaded
     onto the other devices without recompiling (:func:`_load_on`).
 
-    Only an executable compiled in this process can be loaded elsewhere: one read from JAX's
-    persistent compilation cache, or itself loaded, reloads into an executable that fails
-    when run (jaxlib 0.10 on CPU: "NOT_FOUND: Function ... not found", or another device
-    waiting forever). So when the first device's copy came from that cache, each other
-    device's copy is compiled for it, which the cache answers too once it holds them (its
-    keys name the device). Where loading fails (another JAX version), each device's copy is
-    compiled as well, with a warning. Copies are compiled side by side in threads."""
+    Only an executable compiled in this process is loaded elsewhere. One read from JAX's
+    persistent compilation cache reloads into an executable that fails when run (jaxlib 0.10
+    on CPU: "NOT_FOUND: Function ... not found", or another device waiting forever), and a
+    loaded copy is itself deserialized, so neither is reloaded. When the first device's copy
+    came from that cache, each other device's copy is compiled for it, which the cache
+    answers too once it holds them (its keys name the device). Where loading fails (another
+    JAX version), each device's copy is compiled as well, with a warning. Copies are
+    compiled side by side in threads."""
     keys = [
         (program.fn, device, _argument_types(args))
         for device, args in zip(program.devices, program.args, strict=True)
