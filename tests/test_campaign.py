@@ -399,25 +399,11 @@ def test_per_device_sweeps_run_from_jax_s_persistent_compilation_cache(tmp_path)
     reloaded onto the other device (jaxlib: "NOT_FOUND: Function ... not found" when run, or
     a hang), so each device's copy comes from the cache or is compiled: the second and third
     processes run, and give the first one's traces bit for bit."""
-    env = dict(
-        _cpu_devices_env(2),
-        JAX_COMPILATION_CACHE_DIR=str(tmp_path / "cache"),
-        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-    )
-    runs = []
-    for _ in range(3):
-        try:
-            done = subprocess.run(
-                [sys.executable, "-c", PERSISTENT_CACHE_SWEEP],
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=300,
-            )
-        except subprocess.TimeoutExpired:
-            pytest.fail("a sweep from the persistent compilation cache ran past 300 s: hung?")
-        assert done.returncode == 0, done.stderr[-3000:]
-        runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    cache = {
+        "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "cache"),
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+    }
+    runs = [_run_on_cpu_devices(PERSISTENT_CACHE_SWEEP, 2, 300, cache) for _ in range(3)]
     # the later processes read from the cache (the first one filled it)
     assert runs[1]["cache_hits"] > 0 and runs[2]["cache_hits"] > 0, runs
     assert runs[1]["traces"] == runs[0]["traces"] == runs[2]["traces"]
@@ -448,13 +434,16 @@ def test_a_sweep_of_every_gp_strategy_makes_no_batched_lapack_call(world, truth)
             assert not batched, (strategy.name, batched)
 
 
-def _run_on_cpu_devices(script: str, num_devices: int, timeout: float) -> dict:
-    """Run ``script`` in a fresh process that sees ``num_devices`` CPU devices; returns the
-    JSON object on its last output line. Past ``timeout`` seconds the test fails (a hang)."""
+def _run_on_cpu_devices(
+    script: str, num_devices: int, timeout: float, extra_env: dict | None = None
+) -> dict:
+    """Run ``script`` in a fresh process that sees ``num_devices`` CPU devices (and
+    ``extra_env`` in its environment); returns the JSON object on its last output line. Past
+    ``timeout`` seconds the test fails (a hang)."""
     try:
         done = subprocess.run(
             [sys.executable, "-c", script],
-            env=_cpu_devices_env(num_devices),
+            env={**_cpu_devices_env(num_devices), **(extra_env or {})},
             capture_output=True,
             text=True,
             timeout=timeout,
