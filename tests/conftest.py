@@ -15,6 +15,11 @@ DATA = Path(
 )
 _CACHE_ENV = "JAX_COMPILATION_CACHE_DIR"
 _MIN_COMPILE_TIME_ENV = "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"
+#: XLA's CPU backend at its lowest optimization level: the suite is compile-bound (a few
+#: hundred distinct programs, each run a handful of times), and LLVM's optimizations are most
+#: of a compile. Set for the tests only (never the benchmarks or the library); an
+#: ``XLA_FLAGS`` that already chooses a level is left alone.
+_TEST_XLA_FLAG = "--xla_backend_optimization_level=0"
 
 
 def pytest_configure(config):
@@ -26,7 +31,13 @@ def pytest_configure(config):
     It keeps every program, not only those that took a second to compile (JAX's default):
     op-by-op calls outside ``jit`` compile one small program per primitive and shape, about
     8,000 of them in a run of the suite, 400 of its 1,240 compile-seconds (2 cores)."""
-    if hasattr(config, "workerinput") or _CACHE_ENV in os.environ:
+    if hasattr(config, "workerinput"):
+        return
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "xla_backend_optimization_level" not in flags:
+        os.environ["XLA_FLAGS"] = f"{flags} {_TEST_XLA_FLAG}".strip()
+        config._recipes_jax_xla_flags = flags
+    if _CACHE_ENV in os.environ:
         return
     config._recipes_jax_cache = tempfile.mkdtemp(prefix="recipes-jax-test-jax-cache-")
     os.environ[_CACHE_ENV] = config._recipes_jax_cache
@@ -35,8 +46,25 @@ def pytest_configure(config):
         config._recipes_jax_min_compile_time = True
 
 
+def without_test_xla_flag(environ) -> dict:
+    """A copy of ``environ`` without the suite's XLA optimization flag (``_TEST_XLA_FLAG``):
+    for a subprocess that must compile as a user's would."""
+    env = dict(environ)
+    flags = env.pop("XLA_FLAGS", "").replace(_TEST_XLA_FLAG, "").split()
+    if flags:
+        env["XLA_FLAGS"] = " ".join(flags)
+    return env
+
+
 def pytest_unconfigure(config):
-    """Delete the run's compilation cache (see :func:`pytest_configure`)."""
+    """Delete the run's compilation cache and restore ``XLA_FLAGS`` (see
+    :func:`pytest_configure`)."""
+    flags = getattr(config, "_recipes_jax_xla_flags", None)
+    if flags is not None:
+        if flags:
+            os.environ["XLA_FLAGS"] = flags
+        else:
+            os.environ.pop("XLA_FLAGS", None)
     path = getattr(config, "_recipes_jax_cache", None)
     if path is not None:
         shutil.rmtree(path, ignore_errors=True)

@@ -319,7 +319,9 @@ def _free_port() -> int:
 def _cpu_devices_env(num_devices: int) -> dict:
     return dict(
         os.environ,
-        XLA_FLAGS=f"--xla_force_host_platform_device_count={num_devices}",
+        # appended: keeps the flags the suite runs with (tests/conftest.py)
+        XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} "
+        f"--xla_force_host_platform_device_count={num_devices}".strip(),
         JAX_PLATFORMS="cpu",
     )
 

@@ -111,16 +111,24 @@ def test_the_check_sees_missing_docstrings():
 
 @pytest.mark.slow
 def test_the_readme_quickstart_runs():
-    """The README's Quickstart block, as written, in a fresh interpreter."""
+    """The README's Quickstart block, as written, in a fresh interpreter, with XLA's default
+    optimization level (as a user runs it; the rest of the suite compiles at the lowest one,
+    ``tests/conftest.py``), so one whole campaign is checked at the users' settings."""
+    import os
     import re
     import subprocess
     import sys
     from pathlib import Path
 
+    from tests.conftest import without_test_xla_flag
+
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     section = readme[readme.index("## Quickstart") :]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    env = without_test_xla_flag(os.environ)
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=env
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     median_regret = float(done.stdout.split()[0])
     assert 0 <= median_regret < 0.01  # 8 mfms_bo campaigns of 10 target runs
