@@ -317,11 +317,12 @@ def _free_port() -> int:
 
 
 def _cpu_devices_env(num_devices: int) -> dict:
+    # the suite's other XLA flags stay (tests/conftest.py); only the device count is ours
+    device_count = "--xla_force_host_platform_device_count"
+    flags = [f for f in os.environ.get("XLA_FLAGS", "").split() if not f.startswith(device_count)]
     return dict(
         os.environ,
-        # appended: keeps the flags the suite runs with (tests/conftest.py)
-        XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} "
-        f"--xla_force_host_platform_device_count={num_devices}".strip(),
+        XLA_FLAGS=" ".join([*flags, f"{device_count}={num_devices}"]),
         JAX_PLATFORMS="cpu",
     )
 
