@@ -22,6 +22,12 @@ _MIN_COMPILE_TIME_ENV = "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"
 _TEST_XLA_FLAG = "--xla_backend_optimization_level=0"
 
 
+def _set_for_the_run(config, name: str, value: str) -> None:
+    """Set environment variable ``name`` until :func:`pytest_unconfigure` restores it."""
+    config._recipes_jax_saved_env.setdefault(name, os.environ.get(name))
+    os.environ[name] = value
+
+
 def pytest_configure(config):
     """One fresh JAX compilation cache per test run, shared by the xdist workers and the
     subprocesses and notebook kernels the tests start (they inherit the environment), so a
@@ -30,20 +36,21 @@ def pytest_configure(config):
 
     It keeps every program, not only those that took a second to compile (JAX's default):
     op-by-op calls outside ``jit`` compile one small program per primitive and shape, about
-    8,000 of them in a run of the suite, 400 of its 1,240 compile-seconds (2 cores)."""
+    8,000 of them in a run of the suite, 400 of its 1,240 compile-seconds (2 cores).
+
+    Everything compiles at XLA's lowest optimization level (``_TEST_XLA_FLAG``)."""
     if hasattr(config, "workerinput"):
         return
+    config._recipes_jax_saved_env = {}
     flags = os.environ.get("XLA_FLAGS", "")
     if "xla_backend_optimization_level" not in flags:
-        os.environ["XLA_FLAGS"] = f"{flags} {_TEST_XLA_FLAG}".strip()
-        config._recipes_jax_xla_flags = flags
+        _set_for_the_run(config, "XLA_FLAGS", f"{flags} {_TEST_XLA_FLAG}".strip())
     if _CACHE_ENV in os.environ:
         return
     config._recipes_jax_cache = tempfile.mkdtemp(prefix="recipes-jax-test-jax-cache-")
-    os.environ[_CACHE_ENV] = config._recipes_jax_cache
+    _set_for_the_run(config, _CACHE_ENV, config._recipes_jax_cache)
     if _MIN_COMPILE_TIME_ENV not in os.environ:
-        os.environ[_MIN_COMPILE_TIME_ENV] = "0"
-        config._recipes_jax_min_compile_time = True
+        _set_for_the_run(config, _MIN_COMPILE_TIME_ENV, "0")
 
 
 def without_test_xla_flag(environ) -> dict:
@@ -57,20 +64,16 @@ def without_test_xla_flag(environ) -> dict:
 
 
 def pytest_unconfigure(config):
-    """Delete the run's compilation cache and restore ``XLA_FLAGS`` (see
-    :func:`pytest_configure`)."""
-    flags = getattr(config, "_recipes_jax_xla_flags", None)
-    if flags is not None:
-        if flags:
-            os.environ["XLA_FLAGS"] = flags
-        else:
-            os.environ.pop("XLA_FLAGS", None)
+    """Delete the run's compilation cache and restore the environment variables that
+    :func:`pytest_configure` set."""
     path = getattr(config, "_recipes_jax_cache", None)
     if path is not None:
         shutil.rmtree(path, ignore_errors=True)
-        os.environ.pop(_CACHE_ENV, None)
-    if getattr(config, "_recipes_jax_min_compile_time", False):
-        os.environ.pop(_MIN_COMPILE_TIME_ENV, None)
+    for name, value in getattr(config, "_recipes_jax_saved_env", {}).items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @pytest.fixture(scope="session", autouse=True)
