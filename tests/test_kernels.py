@@ -195,3 +195,57 @@ def test_kernel_columns_are_slices_when_consecutive():
     jaxpr = jax.make_jaxpr(jax.grad(lambda X: kernels.gram(kernel, X, X).sum()))(X)
     primitives = {str(e.primitive) for e in jaxpr.jaxpr.eqns}
     assert not primitives & {"gather", "scatter", "scatter-add"}, primitives
+
+
+def test_fast_arccos_is_within_its_stated_error():
+    x = np.linspace(-1.0, 1.0, 400_001)
+    err = np.abs(np.asarray(kernels.fast_arccos(jnp.asarray(x))) - np.arccos(x))
+    assert err.max() < 2.5e-8
+
+
+def _arc_cosine_reference(X1, X2):
+    """Cho & Saul's order-1 formula, straight from numpy's arccos."""
+    n1, n2 = np.linalg.norm(X1, axis=1), np.linalg.norm(X2, axis=1)
+    cos = np.clip(X1 @ X2.T / np.outer(n1, n2), -1.0, 1.0)
+    t = np.arccos(cos)
+    return np.outer(n1, n2) / np.pi * (np.sin(t) + (np.pi - t) * cos)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), offset=st.floats(0.0, 20.0))
+def test_arc_cosine_gram_is_psd_and_matches_the_formula(seed, offset):
+    """Near the origin and far from it (where inputs are nearly parallel and the kernel is
+    nearly linear), the fast Gram matches the formula, tinygp's pairwise path, and is PSD."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(30, 4)) + offset * np.eye(4)[0]
+    G = np.asarray(kernels.ArcCosine.gram(jnp.asarray(X), jnp.asarray(X)))
+    ref = _arc_cosine_reference(X, X)
+    np.testing.assert_allclose(G, ref, rtol=1e-7, atol=1e-9 * np.abs(ref).max())
+    np.testing.assert_allclose(np.asarray(kernels.ArcCosine()(X, X)), G, rtol=1e-10)
+    assert np.linalg.eigvalsh(G).min() > -1e-9 * np.abs(G).max()
+
+
+def test_arc_cosine_bend_is_accurate_in_float32_for_small_angles():
+    """The bend (kernel minus its linear part) is tiny for nearly parallel inputs; in float32
+    its direct form loses most digits there, the series must not."""
+    t = np.linspace(1e-3, np.pi, 20_001)
+    exact = (np.sin(t) - t * np.cos(t)) / np.pi
+    for dtype, rtol in [(jnp.float64, 2e-6), (jnp.float32, 1e-5)]:
+        # feed the float64 angle's cosine rounded to dtype, and compare against the exact
+        # bend at that rounded cosine, so only the function's own error is measured
+        cos = np.asarray(jnp.asarray(np.cos(t), dtype), np.float64)
+        t_rounded = np.arccos(cos)
+        want = (np.sin(t_rounded) - t_rounded * cos) / np.pi
+        got = np.asarray(kernels.arc_cosine_bend(jnp.asarray(cos, dtype)), np.float64)
+        ok = t_rounded > 1e-2
+        np.testing.assert_allclose(got[ok], want[ok], rtol=rtol)
+    # the whole angular factor is 1 for parallel inputs; near t = pi it is a difference of
+    # nearly equal numbers, so only its absolute error is small there
+    angular = np.asarray(kernels.arc_cosine_of_cos(jnp.cos(jnp.asarray(t))))
+    np.testing.assert_allclose(angular, np.cos(t) + exact, rtol=0, atol=3e-8)
+
+
+def test_arc_cosine_gradients_are_finite_on_the_diagonal():
+    X = jnp.asarray(np.random.default_rng(0).normal(size=(6, 3)))
+    grad = jax.grad(lambda s: jnp.sum(kernels.ArcCosine.gram(X * s, X * s)))(1.0)
+    assert np.isfinite(grad)

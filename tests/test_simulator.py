@@ -104,7 +104,35 @@ def test_float32_queries_match_float64(noise_free_table, sim, rng):
         assert sim64.params.alpha.dtype == jnp.float64
     assert sim.params.alpha.dtype == jnp.float32
     y32 = np.asarray(sim(w, 300.0, 7000.0))
-    np.testing.assert_allclose(y32, y64, rtol=1e-4)
+    np.testing.assert_allclose(y32, y64, rtol=1e-5)
+
+
+def test_queries_are_the_gp_prediction_at_the_table_scales_and_knots(noise_free_table):
+    """The query path splits the arc-cosine kernel into a linear part (summed at fitting time)
+    and a bend; at a table scale and a step knot that must equal the GP's posterior mean
+    written out with the whole kernel."""
+    from recipes_jax.kernels import ArcCosine
+    from recipes_jax.simulator.interpolant import mixture_scale_features
+
+    with jax.enable_x64(True):
+        sim64 = rj.Simulator(noise_free_table, METRIC)
+        p = sim64.params
+        w = np.random.default_rng(3).dirichlet(np.ones(5), 40)
+        for t, j in [(0, 3), (1, len(p.log_steps) - 1), (2, len(p.log_steps) // 2)]:
+            scale, steps = np.exp(p.log_scales[t]), np.exp(p.log_steps[j])
+            features = mixture_scale_features(
+                jnp.asarray(w),
+                jnp.full(len(w), p.log_scales[t]),
+                p.warp_power,
+                p.inv_lengthscale,
+                p.feature_center,
+                p.feature_bias,
+            )
+            coef = p.scale_rows[t] * p.alpha[j]  # [R]
+            bias_share = p.feature_bias**2 * jnp.sum(coef)  # folded into the intercept
+            want = p.intercept[j, t] - bias_share + ArcCosine.gram(features, p.run_features) @ coef
+            got = sim64(w, np.full(len(w), scale), np.full(len(w), steps))
+            np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-9)
 
 
 def test_metric_choice_is_checked(noise_free_table):
