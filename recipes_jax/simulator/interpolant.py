@@ -454,7 +454,8 @@ def fit_interpolant(
 
     Returns float64 numpy-backed params (cast them to the dtype you query in) and an ``info``
     dict: the fitted hyperparameters, the estimated eval noise sd (metric units), the knots and
-    the time each stage took (seconds).
+    the time each stage took (seconds). Its ``lengthscale`` lists the K warped weights'
+    lengthscales, then log-scale's; ``feature_bias`` is the kernel inputs' constant coordinate.
     """
     timings = {}
     t_start = time.perf_counter()
