@@ -106,7 +106,8 @@ def plain_ard_gp(X, y, Xq, *, kernel_name="rbf"):
         noise = jnp.full(len(ys), jnp.exp(p[D + 1]) + 1e-6)
         return gp.reml_nll(K, noise, ys, jnp.ones(len(ys), bool), ones)[0] / len(ys)
 
-    p0 = jnp.concatenate([jnp.log(X.std(0) + 1e-3), jnp.array([0.0, np.log(0.05), 0.0])])
+    extra = [0.0] if kernel_name == "arc_cosine" else []  # the bias coordinate's log
+    p0 = jnp.concatenate([jnp.log(X.std(0) + 1e-3), jnp.array([0.0, np.log(0.05), *extra])])
     p, _ = gp.minimize_from_starts(loss, [p0], max_steps=200)
     K = kernel(p)(X, X)
     noise = jnp.full(len(ys), jnp.exp(p[D + 1]) + 1e-6)

@@ -72,10 +72,9 @@ class InterpolantParams(NamedTuple):
       feature_bias: [] the constant last coordinate of the kernel inputs.
       scale_rows: [T, R] coregionalization ``B[t, scale of run r]``.
       alpha: [J, R] kernel coefficients per step knot, metric units.
-      linear_coef: [T, J, K + 1] the linear part of the kernel sum at each (scale, step knot),
-        ``sum_r run_features[r, :-1] B[t, scale of r] alpha[j, r]``, summed in float64.
-      intercept: [J, T] per-scale intercepts per step knot, metric units, including the
-        bias coordinate's (constant) share of the linear part.
+      linear_coef: [T, J, K + 2] the linear part of the kernel sum at each (scale, step knot),
+        ``sum_r run_features[r] B[t, scale of r] alpha[j, r]``, summed in float64.
+      intercept: [J, T] per-scale intercepts per step knot, metric units.
       log_scales: [T] log of the table's scales (millions of parameters), ascending.
       log_steps: [J] log of the step knots, ascending.
       step_range: [T, 2] log of the first and last step observed at each scale.
@@ -198,7 +197,7 @@ def evaluate(
     # folded into their coefficients and the query's length taken out of the sum.
     run_units, run_norms = unit_rows(params.run_features)
     scale_rows = params.scale_rows * run_norms
-    intercept = intercept + jnp.sum(features[:, :-1] * bilinear(params.linear_coef), axis=-1)
+    intercept = intercept + jnp.sum(features * bilinear(params.linear_coef), axis=-1)
 
     def kernel_sum(block):
         f, t0, t1, a0, a1, k0, k1, b0, b1 = block
@@ -557,11 +556,6 @@ def fit_interpolant(
         intercept = center + np.asarray(aux["beta"]) * (spread * knot_sd)[:, None]
         inv_length, power, _, _, bias = layout.unpack(jnp.asarray(raw))
         B = np.asarray(B)
-        # the linear part of the kernel sum; the bias coordinate's share is a constant per
-        # (scale, knot), so it goes into the intercept (it is ~0: REML makes alpha orthogonal
-        # to the per-scale intercepts)
-        linear_coef = np.einsum("rd,tr,jr->tjd", np.asarray(features), B[:, groups], alpha)
-        intercept = intercept + float(bias) * linear_coef[..., -1].T
         params = InterpolantParams(
             run_features=np.asarray(features),
             warp_power=np.asarray(power),
@@ -570,7 +564,7 @@ def fit_interpolant(
             feature_bias=np.asarray(bias),
             scale_rows=B[:, groups],
             alpha=alpha,
-            linear_coef=linear_coef[..., :-1],
+            linear_coef=np.einsum("rd,tr,jr->tjd", np.asarray(features), B[:, groups], alpha),
             intercept=intercept,
             log_scales=np.log(scales),
             log_steps=log_steps_all[knots],
