@@ -62,6 +62,10 @@ VARIANTS = {
         "10 Adam steps polishing the recommendation instead of 50",
         dict(recommend_refine_steps=10),
     ),
+    "recommend_min_weight_0": (
+        "recommendation keeps every weight (no 1e-4 floor zeroing dust weights)",
+        dict(recommend_min_weight=0.0),
+    ),
     "refit_2x15": (
         "heavier refit per ask: warm start + 1 random start, 15 L-BFGS steps each",
         dict(fit_starts=2, fit_steps=15),

@@ -69,6 +69,8 @@ def test_find_optimum_on_the_boundary(x64, truth, expected):
     np.testing.assert_allclose(opt.mixture, expected, atol=1e-3)
     assert opt.value == pytest.approx(float(truth(jnp.asarray([expected]), 0, 0)[0]), abs=1e-6)
     assert opt.value <= opt.screened_value
+    # the optimum's face is reached exactly, not approached by a softmax
+    assert np.all(opt.mixture[np.asarray(expected) == 0.0] == 0.0), opt.mixture
 
 
 def test_find_optimum_maximize_and_no_refinement(x64):

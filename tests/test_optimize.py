@@ -4,6 +4,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import recipes_jax as rj
 from recipes_jax import acquisition as acq
@@ -202,3 +204,34 @@ def test_bounded_screen_vmaps_and_stops_when_the_bound_is_tight():
         lambda idx: jnp.broadcast_to(bound[idx], (2, idx.shape[0])), bound, jnp.zeros(2), 2, 4
     )
     assert int(jnp.sum(jnp.isfinite(tight).any(axis=0))) == 4
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    num_domains=st.integers(2, 17),
+    log_floor=st.floats(-8.0, -1.0),
+    num_dust=st.integers(0, 16),
+)
+def test_drop_small_weights_zeroes_the_dust_and_keeps_the_rest_in_proportion(
+    seed, num_domains, log_floor, num_dust
+):
+    """Weights below the floor become exactly 0, the largest always survives, the survivors
+    keep their ratios, and the result is on the simplex (also when every weight is dust)."""
+    floor = 10.0**log_floor
+    rng = np.random.default_rng(seed)
+    w = rng.dirichlet(np.ones(num_domains), size=3)
+    # put some weights just below / at the floor, and one mixture entirely of dust
+    w[:, : min(num_dust, num_domains)] *= floor
+    w[2] = floor * rng.uniform(0.1, 0.9, num_domains)
+    w = w / w.sum(1, keepdims=True)
+    out = np.asarray(optimize.drop_small_weights(jnp.asarray(w), floor))
+    np.testing.assert_allclose(out.sum(1), 1.0, rtol=1e-12)
+    keep = (w >= floor) | (w == w.max(1, keepdims=True))
+    assert np.all(out[~keep] == 0.0)
+    assert np.all(out[keep] > 0.0)
+    assert np.all(np.argmax(out, 1) == np.argmax(w, 1))
+    for row_in, row_out, k in zip(w, out, keep, strict=True):
+        np.testing.assert_allclose(row_out[k] / row_out[k].sum(), row_in[k] / row_in[k].sum())
+    # a floor of 0 changes nothing
+    np.testing.assert_allclose(optimize.drop_small_weights(jnp.asarray(w), 0.0), w, rtol=1e-12)

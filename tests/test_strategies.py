@@ -290,6 +290,37 @@ def test_bad_configuration_errors(world):
         rj.hyperband(space, eta=1)
     with pytest.raises(ValueError, match="local_candidates"):
         rj.mfms_bo(space, local_candidates=-1)
+    with pytest.raises(ValueError, match=r"recommend_min_weight must be in \[0, 1/K\)"):
+        rj.mfms_bo(space, recommend_min_weight=0.2)
+    with pytest.raises(ValueError, match="recommend_min_weight"):
+        rj.mfms_bo(space, recommend_min_weight=-1e-3)
+
+
+def test_a_vertex_optimum_is_recommended_exactly(world):
+    """On a metric falling linearly toward one domain the optimum is that vertex; the
+    recommendation lands on it exactly (no weight left between 0 and the floor), and its
+    reported value is the GP's belief there, near the true 2.0. With the floor at 0 the
+    softmax polish leaves dust on the other domains, which is what the floor is for."""
+    space = world.space
+    slope = jnp.asarray([0.3, 0.5, 0.2, 0.4, -1.0])
+
+    def recommend_after_tells(min_weight):
+        strategy = rj.single_fidelity_bo(
+            space, num_initial=2, recommend_min_weight=min_weight, **LEAN
+        )
+        ask, tell = jax.jit(strategy.ask), jax.jit(strategy.tell)
+        state = strategy.init(jax.random.key(0))
+        for i in range(8):
+            p, state = ask(state, jax.random.key(i))
+            state = tell(state, p, 3.0 + p.mixture @ slope)
+        return np.asarray(state.recommendation), state
+
+    with jax.enable_x64(True):
+        floored, state = recommend_after_tells(1e-4)
+        dusty, _ = recommend_after_tells(0.0)
+    np.testing.assert_array_equal(floored, [0.0, 0.0, 0.0, 0.0, 1.0])
+    assert abs(float(state.recommended_value) - 2.0) < 0.05, float(state.recommended_value)
+    assert np.any((dusty > 0.0) & (dusty < 1e-4)), dusty
 
 
 def test_the_bounded_screen_picks_what_the_full_screen_does(world, truth, monkeypatch):

@@ -11,7 +11,7 @@ cost, refine the best few with optax (``optimize.maximize``). The first ``num_in
 are the initial design instead: Dirichlet(1) mixtures at cheap fidelities. One tell: append
 the run's observations (its learning curve at the checkpoints, or its final value), retire it
 from the pending set, and recompute the recommendation: the mixture minimizing the posterior
-mean at the target fidelity.
+mean at the target fidelity, with weights below ``recommend_min_weight`` set to 0.
 
 Acquisitions (all maximized, in log space, minus ``alpha * log(cost)``; ``alpha`` =
 ``cost_exponent``, optionally cooled to 0 over the asks or the budget as in the paper):
@@ -83,8 +83,9 @@ class BOState(NamedTuple):
     pending: runs asked but not told; num_asked, num_told: [] int32;
     spent: [] cost of everything asked (units of one target run);
     initial_spent: [] cost of the initial design (for cost cooling);
-    recommendation: [K] mixture minimizing the posterior mean at the target;
-    recommended_value: [] that posterior mean, in metric units (NaN before any data).
+    recommendation: [K] mixture minimizing the posterior mean at the target (weights below
+      ``recommend_min_weight`` set to 0);
+    recommended_value: [] the posterior mean there, in metric units (NaN before any data).
     """
 
     obs: gp.Observations
@@ -153,6 +154,7 @@ def bayes_opt(
     fit_steps: int = 15,
     recommend_candidates: int = 512,
     recommend_refine_steps: int = 50,
+    recommend_min_weight: float = 1e-4,
     local_candidates: int = 0,
     num_asks: int = 100,
 ) -> Strategy:
@@ -187,6 +189,9 @@ def bayes_opt(
         one) when recommending, and Adam steps polishing the best two. Optima of real
         metrics often lie on a face of the simplex; 10 steps leave a regret of ~2e-4 even on
         the true function of the paper world, 50 steps ~5e-6 (cheap: one point each).
+      recommend_min_weight: weights of the recommended mixture below this are set to 0 (the
+        rest renormalized; ``optimize.drop_small_weights``), so a recommendation can sit
+        exactly on a face of the simplex; 0 keeps every weight. Must be < 1 / K.
       noise_floor: the GP's smallest noise variance (standardized units; ``gp.GP``).
       local_candidates: extra candidate mixtures drawn around the current recommendation
         (``optimize.around_simplex``), scored beside the ``num_candidates`` global ones.
@@ -202,6 +207,12 @@ def bayes_opt(
     if local_candidates < 0:
         raise ValueError(f"local_candidates must be >= 0; got {local_candidates}")
     K = space.num_domains
+    if not 0.0 <= recommend_min_weight < 1.0 / K:
+        raise ValueError(
+            f"recommend_min_weight must be in [0, 1/K) = [0, {1.0 / K:.4g}) for K = {K} domains "
+            f"(it is meant to zero weights too small to matter, like the default 1e-4; a floor "
+            f"of 1/K or more would zero weights of ordinary mixtures); got {recommend_min_weight}"
+        )
     sign = sign_of(space)
     model = gp.GP(kernel or kernels.paper_kernel(), K, mean=mean, noise_floor=noise_floor)
     fid_scales, fid_steps = _as_fidelities(
@@ -485,7 +496,10 @@ def bayes_opt(
             refine_steps=recommend_refine_steps,
             extra_candidates=observed_mixtures(obs),
         )
-        return result.mixture, -result.value
+        if recommend_min_weight <= 0.0:
+            return result.mixture, -result.value
+        mixture = optimize.drop_small_weights(result.mixture, recommend_min_weight)
+        return mixture, gp.predict(post, at_target(mixture[None]))[0][0]
 
     def tell(state: BOState, proposal: Proposal, value) -> BOState:
         steps, values = curve_points(proposal, value)
