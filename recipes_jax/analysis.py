@@ -173,6 +173,13 @@ def find_optimum(
         best, _ = jax.lax.scan(body, init, (jnp.arange(num_batches), sparse))
         return best
 
+    def keep_better(best, w, v):
+        """Row by row, (w, v) where v is lower than best's value, else best."""
+        best_w, best_v = best
+        v = jnp.where(jnp.isfinite(v), v, jnp.inf)
+        better = v < best_v
+        return jnp.where(better[:, None], w, best_w), jnp.where(better, v, best_v)
+
     @jax.jit
     def refine(w0, v0):
         opt = optax.adam(optax.cosine_decay_schedule(learning_rate, max(refine_steps, 1), 0.01))
@@ -182,12 +189,6 @@ def find_optimum(
             v = signed(jax.nn.softmax(logits, axis=-1))
             # rows are independent, so the gradient of the sum is each row's own gradient
             return jnp.sum(jnp.where(jnp.isfinite(v), v, 0.0)), v
-
-        def keep_better(best, w, v):
-            best_w, best_v = best
-            v = jnp.where(jnp.isfinite(v), v, jnp.inf)
-            better = v < best_v
-            return jnp.where(better[:, None], w, best_w), jnp.where(better, v, best_v)
 
         def step(carry, _):
             logits, state, best = carry
@@ -203,14 +204,11 @@ def find_optimum(
 
     @jax.jit
     def onto_faces(w, v):
-        # a softmax never reaches a face of the simplex, where optima of real metrics often
-        # lie: try each refined point with its small weights zeroed, keep what is better
+        best = (w, v)
         for floor in FACE_FLOORS:
-            w_face = drop_small_weights(w, floor)
-            v_face = loss(w_face)
-            better = v_face < v
-            w, v = jnp.where(better[:, None], w_face, w), jnp.where(better, v_face, v)
-        return w, v
+            w_face = drop_small_weights(best[0], floor)
+            best = keep_better(best, w_face, loss(w_face))
+        return best
 
     key_dense, key_sparse = jax.random.split(key)
     # Dirichlet(0.2) draws come from numpy: jax.random.dirichlet's gamma sampler takes ~2 s to
