@@ -173,6 +173,77 @@ def test_single_scale_and_single_step_tables_work(layout, rng):
     assert np.corrcoef(pred, f(q, m, s))[0, 1] > 0.95
 
 
+def test_a_domain_no_run_uses_is_ignored_with_a_warning(rng):
+    """Runs that never use a domain say nothing about it. The fit cannot learn its lengthscale,
+    and the arc-cosine kernel grows with |x|: before this was handled, a query putting weight
+    on such a domain got an unbounded answer (on Olmix's real runs, -5.3 for a task whose
+    values lie in 1.3-1.8). Now the domain is named in a warning and ``info``, and queries
+    answer from their other weights."""
+    R = 40
+    w = np.zeros((R, 4))
+    w[:, :3] = rng.dirichlet(np.ones(3), R)  # domain "d" is never used
+    f = lambda w: 2.0 + 0.5 * np.sqrt(w[:, 0]) - 0.3 * w[:, 1] ** 2
+    table = rj.RunTable(
+        mixtures=w,
+        scales=np.full(R, 30.0),
+        steps=np.array([1000]),
+        values=f(w)[:, None, None],
+        mask=None,
+        domains=list("abcd"),
+        metrics=["loss"],
+    )
+    with pytest.warns(UserWarning, match=r"'d' \(always 0\).*ignores their weights"):
+        sim = rj.Simulator(table)
+    assert sim.info["unvaried_domains"] == ["d"]
+    assert sim.info["lengthscale"][3] == float("inf")
+    assert np.isfinite(sim.info["lengthscale"][:3]).all()
+    q = rng.dirichlet(np.ones(4), 200)
+    q[:, 3] = np.linspace(0.0, 0.9, 200)
+    q[:, :3] *= ((1 - q[:, 3]) / q[:, :3].sum(1))[:, None]
+    pred = np.asarray(sim(q, 30.0, 1000))
+    values = f(w)
+    spread = values.max() - values.min()
+    assert np.isfinite(pred).all()
+    assert values.min() - spread <= pred.min() and pred.max() <= values.max() + spread
+    # the other weights still decide the answer
+    on_table = rng.dirichlet(np.ones(3), 50)
+    pred_on = np.asarray(sim(np.pad(on_table, ((0, 0), (0, 1))), 30.0, 1000))
+    assert np.corrcoef(pred_on, f(on_table))[0, 1] > 0.95
+
+
+def test_olmix_runs_load_and_a_run_using_an_unseen_domain_gets_a_sane_answer():
+    # Real runs with many sparse domains: 127 runs over 24 domains. One run alone uses
+    # 'fashion_and_beauty'; fitted without it, the simulator must still answer that run's
+    # mixture sanely (it answered -5.3 for arc_easy, whose values lie in 1.27-1.79, before
+    # unvaried domains were ignored).
+    from .conftest import data_file
+
+    d = data_file("olmix")
+    headers = [
+        (d / name).read_text().splitlines()[0].split(",")
+        for name in ("dclm_ratios.csv", "dclm_metrics.csv")
+    ]
+    domains, tasks = ([c for c in h if c not in ("", "run", "name", "index")] for h in headers)
+    table = rj.RunTable.from_wide_csvs(
+        d / "dclm_ratios.csv",
+        d / "dclm_metrics.csv",
+        run_column="run",
+        scale="30M",
+        step=1,
+        mixture_columns=domains,
+        metric_columns=tasks,
+    )
+    assert (table.num_runs, len(table.domains), table.num_metrics) == (127, 24, 110)
+    task = "arc_easy:rc::olmes"
+    uses = table.mixtures[:, table.domains.index("fashion_and_beauty")] > 0
+    assert uses.sum() == 1
+    with pytest.warns(UserWarning, match="'fashion_and_beauty' \\(always 0\\)"):
+        sim = rj.Simulator(table.select_runs(~uses), task)
+    y = table.curve(task)[0][:, 0]
+    pred = float(np.asarray(sim(table.mixtures[uses], 30.0, 1))[0])
+    assert abs(pred - y[uses][0]) < y.std(), (pred, y[uses][0], y.std())
+
+
 def test_regmix_simulator_predicts_held_out_mixtures():
     # Real runs: 512 training mixtures over 17 Pile domains -> the 256 test mixtures. Guards
     # the interpolant's hyperparameter fit: a line search that stalled at its start once

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import functools
 import time
+import warnings
 from typing import NamedTuple
 
 import jax
@@ -56,7 +57,11 @@ from recipes_jax.kernels import (
 )
 from recipes_jax.simulator.run_table import RunTable
 
-__all__ = ["InterpolantParams", "evaluate", "fit_interpolant"]
+__all__ = ["UNVARIED_WEIGHT_SPREAD", "InterpolantParams", "evaluate", "fit_interpolant"]
+
+#: A domain whose weight spans at most this much over the runs (max - min) counts as never
+#: varied: the fit ignores it (see ``fit_interpolant``).
+UNVARIED_WEIGHT_SPREAD = 1e-9
 
 
 class InterpolantParams(NamedTuple):
@@ -368,10 +373,15 @@ class _MixtureLayout(NamedTuple):
     num_scales: int
     rank: int
     log_length0: np.ndarray  # [K + 1] centre of the lengthscale ranges (log), weights then scale
+    # [K + 1] 1.0 where the table varies that input, 0.0 where every run has the same value (a
+    # domain the runs never use): the kernel ignores those, since the fit cannot learn their
+    # lengthscales and the arc-cosine kernel, which grows with |x|, would answer any query
+    # that uses them with an arbitrary, unbounded extrapolation
+    varied: np.ndarray
 
     def unpack(self, raw):
-        """raw -> (inverse lengthscales [K + 1], warp powers [K], scale covariance [T, T],
-        noise, bias)."""
+        """raw -> (inverse lengthscales [K + 1], zero for inputs the table never varies, warp
+        powers [K], scale covariance [T, T], noise, bias)."""
         K, T, r = self.num_domains, self.num_scales, self.rank
         log_length = gp.bounded(raw[: K + 1], self.log_length0 - 4.0, self.log_length0 + 4.0)
         power = gp.bounded(raw[K + 1 : 2 * K + 1], 0.02, 1.0)
@@ -381,7 +391,7 @@ class _MixtureLayout(NamedTuple):
         bias = jnp.exp(gp.bounded(rest[T * r + T], np.log(1e-2), np.log(1e2)))
         noise = jnp.exp(gp.bounded(raw[-1], np.log(1e-6), 0.0))
         B = factor @ factor.T + jnp.diag(jnp.exp(log_diag))
-        return jnp.exp(-log_length), power, B, noise, bias
+        return jnp.exp(-log_length) * self.varied, power, B, noise, bias
 
     def pack(
         self,
@@ -454,7 +464,12 @@ def fit_interpolant(
     Returns float64 numpy-backed params (cast them to the dtype you query in) and an ``info``
     dict: the fitted hyperparameters, the estimated eval noise sd (metric units), the knots and
     the time each stage took (seconds). Its ``lengthscale`` lists the K warped weights'
-    lengthscales, then log-scale's; ``feature_bias`` is the kernel inputs' constant coordinate.
+    lengthscales, then log-scale's (``inf`` for ``unvaried_domains``); ``feature_bias`` is the
+    kernel inputs' constant coordinate.
+
+    Domains whose weight is the same in every run with data (typically 0: runs that never used
+    them) are listed in ``info["unvaried_domains"]`` with a warning, and the kernel ignores
+    them: nothing in the runs says what they do.
     """
     timings = {}
     t_start = time.perf_counter()
@@ -523,11 +538,26 @@ def fit_interpolant(
         variances_std = variances / knot_sd[:, None] ** 2
         base_features = np.asarray(box_cox(jnp.asarray(W), jnp.full(W.shape[1], 0.5)))
         run_log_m = np.log(run_scales.astype(np.float64))
+        unvaried = np.ptp(W, axis=0) <= UNVARIED_WEIGHT_SPREAD
+        if unvaried.any():
+            names = ", ".join(
+                f"{table.domains[d]!r} (always {W[0, d]:.6g})" for d in np.nonzero(unvaried)[0]
+            )
+            warnings.warn(
+                f"metric {table.metrics[table.metric_index(metric)]!r}: every run with data has "
+                f"the same weight on domain(s) {names}, so the runs say nothing about what "
+                "those domains do; the simulator ignores their weights (a query answers as if "
+                "only its other weights were given). Add runs that vary them to learn their "
+                "effect.",
+                UserWarning,
+                stacklevel=3,
+            )
         layout = _MixtureLayout(
             num_domains=W.shape[1],
             num_scales=num_scales,
             rank=min(num_scales, 3),
             log_length0=np.log(np.maximum(np.append(base_features.std(0), run_log_m.std()), 1e-3)),
+            varied=np.append(~unvaried, True).astype(np.float64),
         )
         fit_rows = np.unique(
             np.abs(
@@ -579,11 +609,12 @@ def fit_interpolant(
     )
     info = {
         "runs_used": int(has_data.sum()),
+        "unvaried_domains": [table.domains[d] for d in np.nonzero(unvaried)[0]],
         "scales": scales.tolist(),
         "step_knots": table.steps[knots].tolist(),
         "noise_sd": noise_sd,
         "warp_power": np.asarray(power).tolist(),
-        "lengthscale": (1.0 / np.asarray(inv_length)).tolist(),
+        "lengthscale": [1.0 / v if v > 0 else float("inf") for v in np.asarray(inv_length)],
         "scale_covariance": B.tolist(),
         "mixture_noise_var": float(noise),
         "feature_bias": float(bias),

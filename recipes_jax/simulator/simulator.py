@@ -46,7 +46,9 @@ class Simulator:
       max_step_knots: how many step knots the interpolant keeps along learning curves.
       seed: seed of the subsampling used while fitting (construction is deterministic).
 
-    Construction takes seconds (it fits the interpolant in float64); queries are cheap.
+    Construction takes seconds (it fits the interpolant in float64); queries are cheap. A domain
+    the table never varies (every run gives it the same weight, e.g. no run uses it) is named
+    in a ``UserWarning`` and in ``info["unvaried_domains"]``; queries ignore its weight.
     Outside ``jit``, queries are validated and bad ones raise ``ValueError`` naming the query.
     """
 
