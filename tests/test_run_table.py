@@ -153,6 +153,11 @@ def test_select_runs_and_summary():
     sub = t.select_runs(np.array([True, False, True, False]))
     assert sub.run_ids == ("a", "c")
     assert "20M: 2 runs" in t.summary()
+    assert "runs using each domain (weight > 0): 4..4" in t.summary()
+    assert "never varied" not in t.summary()
+    unused = make_table(mixtures=np.array([[0.5, 0.5, 0.0], [0.2, 0.8, 0.0], [1, 0, 0], [0, 1, 0]]))
+    assert "fewest: d2 0, d0 3, d1 3" in unused.summary()
+    assert "never varied (a Simulator ignores them): d2 (always 0)" in unused.summary()
 
 
 def test_long_csv_round_trip_is_exact(tmp_path):

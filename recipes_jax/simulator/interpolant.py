@@ -55,13 +55,9 @@ from recipes_jax.kernels import (
     matern52,
     unit_rows,
 )
-from recipes_jax.simulator.run_table import RunTable
+from recipes_jax.simulator.run_table import RunTable, never_varied
 
-__all__ = ["UNVARIED_WEIGHT_SPREAD", "InterpolantParams", "evaluate", "fit_interpolant"]
-
-#: A domain whose weight spans at most this much over the runs (max - min) counts as never
-#: varied: the fit ignores it (see ``fit_interpolant``).
-UNVARIED_WEIGHT_SPREAD = 1e-9
+__all__ = ["InterpolantParams", "evaluate", "fit_interpolant"]
 
 
 class InterpolantParams(NamedTuple):
@@ -538,7 +534,7 @@ def fit_interpolant(
         variances_std = variances / knot_sd[:, None] ** 2
         base_features = np.asarray(box_cox(jnp.asarray(W), jnp.full(W.shape[1], 0.5)))
         run_log_m = np.log(run_scales.astype(np.float64))
-        unvaried = np.ptp(W, axis=0) <= UNVARIED_WEIGHT_SPREAD
+        unvaried = never_varied(W)
         if unvaried.any():
             names = ", ".join(
                 f"{table.domains[d]!r} (always {W[0, d]:.6g})" for d in np.nonzero(unvaried)[0]

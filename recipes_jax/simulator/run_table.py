@@ -18,7 +18,18 @@ import numpy as np
 from recipes_jax.atomic import atomic_write
 from recipes_jax.space import MIXTURE_SUM_ATOL, check_mixtures, closest_names
 
-__all__ = ["RunTable"]
+__all__ = ["UNVARIED_WEIGHT_SPREAD", "RunTable", "never_varied"]
+
+#: A domain whose weight spans at most this much (max - min) over a set of runs counts as never
+#: varied by them: they say nothing about what the domain does.
+UNVARIED_WEIGHT_SPREAD = 1e-9
+
+
+def never_varied(mixtures: np.ndarray) -> np.ndarray:
+    """[K] bool: the domains whose weight is the same (within ``UNVARIED_WEIGHT_SPREAD``) in
+    every row of ``mixtures`` [R, K] (typically 0: no run used them)."""
+    return np.ptp(np.asarray(mixtures), axis=0) <= UNVARIED_WEIGHT_SPREAD
+
 
 _FORMAT = "recipes_jax.RunTable/1"
 _ARRAYS = ("mixtures", "scales", "steps", "values", "mask")
@@ -195,7 +206,8 @@ class RunTable:
         return self.values[:, :, j], self.mask[:, :, j]
 
     def summary(self) -> str:
-        """A few lines describing the table: runs per scale, steps, metrics."""
+        """A few lines describing the table: runs per scale, steps, metrics, how many runs use
+        each domain, and the domains no run varies."""
         reached = self.mask.any(axis=2)
         lines = [
             f"RunTable: {self.num_runs} runs, {self.num_domains} domains, {self.num_steps} steps "
@@ -208,6 +220,20 @@ class RunTable:
             lines.append(
                 f"  {m:g}M: {rows.sum()} runs, {usable.sum()} with data, "
                 f"{complete.sum()} reach step {self.steps[-1]}"
+            )
+        used = (self.mixtures > 0).sum(axis=0)
+        fewest = np.argsort(used, kind="stable")[:3]
+        lines.append(
+            f"  runs using each domain (weight > 0): {used.min()}..{used.max()}; fewest: "
+            + ", ".join(f"{self.domains[d]} {used[d]}" for d in fewest)
+        )
+        unvaried = np.nonzero(never_varied(self.mixtures))[0]
+        if len(unvaried):
+            lines.append(
+                "  never varied (a Simulator ignores them): "
+                + ", ".join(
+                    f"{self.domains[d]} (always {self.mixtures[0, d]:.6g})" for d in unvaried
+                )
             )
         return "\n".join(lines)
 
