@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 
 import numpy as np
 
@@ -400,12 +401,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _warning_printer(command: str, fallback):
+    """A ``warnings.showwarning`` that prints user warnings (things the user's data or options
+    cause, e.g. runs that never vary a domain) as ``recipes-jax <command>: warning: ...`` lines,
+    without Python's source location; other categories go to ``fallback``."""
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, UserWarning):
+            print(f"recipes-jax {command}: warning: {message}", file=sys.stderr)
+        else:
+            fallback(message, category, filename, lineno, file, line)
+
+    return show
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the exit status, 2 on
     a user error (printed to stderr)."""
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _warning_printer(args.command, warnings.showwarning)
+            return args.func(args)
     except (ValueError, KeyError, FileNotFoundError, FileExistsError, PermissionError) as e:
         # a KeyError's str() is the repr of its message: print the message itself
         message = e.args[0] if isinstance(e, KeyError) and e.args else e

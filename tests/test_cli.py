@@ -4,6 +4,7 @@ import jax
 import numpy as np
 import pytest
 
+import recipes_jax as rj
 from recipes_jax.cli import main
 
 from .conftest import small_design
@@ -29,6 +30,28 @@ def test_summary_simulate_and_convert(tmp_path, default_world, capsys):
     pkl.write_bytes(b"x")
     assert main(["convert", str(pkl), "-o", str(tmp_path / "o.npz")]) == 2
     assert "pickle files can run arbitrary code" in capsys.readouterr().err
+
+
+def test_user_warnings_print_as_one_line_naming_the_command(tmp_path, capsys):
+    # A table whose runs never use domain 'c': the Simulator warns, and the command line
+    # shows the warning as its own message, not as Python's "file:line: UserWarning" block.
+    w = np.random.default_rng(0).dirichlet(np.ones(2), 12)
+    table = rj.RunTable(
+        mixtures=np.pad(w, ((0, 0), (0, 1))),
+        scales=np.full(12, 30.0),
+        steps=np.array([1]),
+        values=(1.0 + w[:, :1])[:, :, None],
+        mask=None,
+        domains=["a", "b", "c"],
+        metrics=["loss"],
+    )
+    path = tmp_path / "t.npz"
+    table.save(path)
+    args = ["simulate", "--table", str(path), "--mixture", "0.4,0.4,0.2", "--scale", "30"]
+    assert main([*args, "--steps", "1"]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("recipes-jax simulate: warning: metric 'loss': every run with data ")
+    assert "'c' (always 0)" in err and "UserWarning" not in err and "cli.py" not in err
 
 
 @pytest.mark.slow
