@@ -336,29 +336,19 @@ def regmix():
     }
 
 
-OLMIX_NON_DOMAIN_COLUMNS = ("", "run", "name", "index")
-
-
 def olmix(n_folds: int = 5, every: int = 10):
     """5-fold cross-validation on the Olmix runs (see the module docstring, section 3)."""
     d = os.path.join(DATA, "olmix")
-    paths = [os.path.join(d, f) for f in ("dclm_ratios.csv", "dclm_metrics.csv")]
-    columns = []
-    for path in paths:
-        with open(path) as f:
-            header = f.readline().rstrip("\n").split(",")
-        columns.append([c for c in header if c not in OLMIX_NON_DOMAIN_COLUMNS])
-    domains, tasks = columns
     table = rj.RunTable.from_wide_csvs(
-        *paths,
+        os.path.join(d, "dclm_ratios.csv"),
+        os.path.join(d, "dclm_metrics.csv"),
         run_column="run",
         scale="30M",
         step=1,
-        mixture_columns=domains,
-        metric_columns=tasks,
+        ignore_columns=["", "name", "index"],  # pandas' index, a run name, a run number
     )
-    out = {"runs": table.num_runs, "domains": len(domains), "tasks": {}}
-    for task in tasks[::every]:
+    out = {"runs": table.num_runs, "domains": table.num_domains, "tasks": {}}
+    for task in table.metrics[::every]:
         values, mask = table.curve(task)
         runs = np.nonzero(mask[:, 0])[0]
         y = values[runs, 0]

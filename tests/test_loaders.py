@@ -141,6 +141,9 @@ def test_wide_csvs_join(tmp_path):
         t = rj.RunTable.from_wide_csvs(mix, val, scale="1M", step=1000)
     assert t.run_ids == ("1", "2", "3")
     assert t.values[:, 0, 0].tolist()[:2] == [2.5, 3.0] and not t.mask[2].any()
+    named = write(tmp_path, "index,name,a,b\n1,x,0.5,0.5\n2,y,0.2,0.8\n", "named.csv")
+    t = rj.RunTable.from_wide_csvs(named, val, scale="1M", step=1, ignore_columns=["name"])
+    assert t.domains == ("a", "b") and t.metrics == ("loss_a", "loss_b")
     bad = write(tmp_path, "index,loss_a,loss_b\n7,3.0,2.0\n", "bad.csv")
     with pytest.raises(ValueError, match="run '7' has values but no mixture"):
         rj.RunTable.from_wide_csvs(mix, bad, scale=1, step=1)

@@ -157,7 +157,7 @@ def test_select_runs_and_summary():
     assert "never varied" not in t.summary()
     unused = make_table(mixtures=np.array([[0.5, 0.5, 0.0], [0.2, 0.8, 0.0], [1, 0, 0], [0, 1, 0]]))
     assert "fewest: d2 0, d0 3, d1 3" in unused.summary()
-    assert "never varied (a Simulator ignores them): d2 (always 0)" in unused.summary()
+    assert "never varied (a Simulator ignores them): 'd2' (always 0)" in unused.summary()
 
 
 def test_long_csv_round_trip_is_exact(tmp_path):

@@ -219,19 +219,13 @@ def test_olmix_runs_load_and_a_run_using_an_unseen_domain_gets_a_sane_answer():
     from .conftest import data_file
 
     d = data_file("olmix")
-    headers = [
-        (d / name).read_text().splitlines()[0].split(",")
-        for name in ("dclm_ratios.csv", "dclm_metrics.csv")
-    ]
-    domains, tasks = ([c for c in h if c not in ("", "run", "name", "index")] for h in headers)
     table = rj.RunTable.from_wide_csvs(
         d / "dclm_ratios.csv",
         d / "dclm_metrics.csv",
         run_column="run",
         scale="30M",
         step=1,
-        mixture_columns=domains,
-        metric_columns=tasks,
+        ignore_columns=["", "name", "index"],
     )
     assert (table.num_runs, len(table.domains), table.num_metrics) == (127, 24, 110)
     task = "arc_easy:rc::olmes"

@@ -55,7 +55,7 @@ from recipes_jax.kernels import (
     matern52,
     unit_rows,
 )
-from recipes_jax.simulator.run_table import RunTable, never_varied
+from recipes_jax.simulator.run_table import RunTable, describe_never_varied, never_varied
 
 __all__ = ["InterpolantParams", "evaluate", "fit_interpolant"]
 
@@ -536,9 +536,7 @@ def fit_interpolant(
         run_log_m = np.log(run_scales.astype(np.float64))
         unvaried = never_varied(W)
         if unvaried.any():
-            names = ", ".join(
-                f"{table.domains[d]!r} (always {W[0, d]:.6g})" for d in np.nonzero(unvaried)[0]
-            )
+            names = describe_never_varied(W, table.domains)
             warnings.warn(
                 f"metric {table.metrics[table.metric_index(metric)]!r}: every run with data has "
                 f"the same weight on domain(s) {names}, so the runs say nothing about what "

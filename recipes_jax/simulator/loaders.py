@@ -275,19 +275,23 @@ def from_wide_csvs(
     mixture_columns: Sequence[str] | None = None,
     metric_columns: Sequence[str] | None = None,
     domains: Sequence[str] | None = None,
+    ignore_columns: Sequence[str] = (),
     delimiter: str = ",",
 ) -> RunTable:
     """Join a CSV of mixtures and a CSV of final metric values on ``run_column``.
 
     This is the RegMix layout (``train_mixture_1m.csv`` + ``train_pile_loss_1m.csv``): every run
     at one ``scale`` (millions of parameters, or "1B") and one ``step`` count. Columns other
-    than ``run_column`` are mixture weights / metrics unless chosen explicitly. Runs with a
-    mixture but no values are kept as unobserved; values without a mixture are an error.
+    than ``run_column`` and ``ignore_columns`` (e.g. a run's name, or pandas' unnamed index
+    column ``""``; names absent from a file are fine) are mixture weights / metrics unless
+    chosen explicitly. Runs with a mixture but no values are kept as unobserved; values without
+    a mixture are an error.
     """
     mix_header, mix_rows = _read_csv(mixtures_path, delimiter)
     val_header, val_rows = _read_csv(values_path, delimiter)
-    mixture_columns = list(mixture_columns or [c for c in mix_header if c != run_column])
-    metric_columns = list(metric_columns or [c for c in val_header if c != run_column])
+    skip = {run_column, *ignore_columns}
+    mixture_columns = list(mixture_columns or [c for c in mix_header if c not in skip])
+    metric_columns = list(metric_columns or [c for c in val_header if c not in skip])
     domains = list(domains) if domains is not None else mixture_columns
     run_pos = _column_positions(mix_header, [run_column], mixtures_path, "run")[0]
     mix_pos = _column_positions(mix_header, mixture_columns, mixtures_path, "mixture")

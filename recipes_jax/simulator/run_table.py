@@ -18,7 +18,7 @@ import numpy as np
 from recipes_jax.atomic import atomic_write
 from recipes_jax.space import MIXTURE_SUM_ATOL, check_mixtures, closest_names
 
-__all__ = ["UNVARIED_WEIGHT_SPREAD", "RunTable", "never_varied"]
+__all__ = ["UNVARIED_WEIGHT_SPREAD", "RunTable", "describe_never_varied", "never_varied"]
 
 #: A domain whose weight spans at most this much (max - min) over a set of runs counts as never
 #: varied by them: they say nothing about what the domain does.
@@ -29,6 +29,16 @@ def never_varied(mixtures: np.ndarray) -> np.ndarray:
     """[K] bool: the domains whose weight is the same (within ``UNVARIED_WEIGHT_SPREAD``) in
     every row of ``mixtures`` [R, K] (typically 0: no run used them)."""
     return np.ptp(np.asarray(mixtures), axis=0) <= UNVARIED_WEIGHT_SPREAD
+
+
+def describe_never_varied(mixtures: np.ndarray, domains: Sequence[str]) -> str:
+    """``"'d' (always 0), ..."``: the :func:`never_varied` domains of ``mixtures`` [R, K] and
+    their one weight, for messages; ``""`` when every domain varies."""
+    mixtures = np.asarray(mixtures)
+    return ", ".join(
+        f"{domains[d]!r} (always {mixtures[0, d]:.6g})"
+        for d in np.nonzero(never_varied(mixtures))[0]
+    )
 
 
 _FORMAT = "recipes_jax.RunTable/1"
@@ -227,14 +237,9 @@ class RunTable:
             f"  runs using each domain (weight > 0): {used.min()}..{used.max()}; fewest: "
             + ", ".join(f"{self.domains[d]} {used[d]}" for d in fewest)
         )
-        unvaried = np.nonzero(never_varied(self.mixtures))[0]
-        if len(unvaried):
-            lines.append(
-                "  never varied (a Simulator ignores them): "
-                + ", ".join(
-                    f"{self.domains[d]} (always {self.mixtures[0, d]:.6g})" for d in unvaried
-                )
-            )
+        unvaried = describe_never_varied(self.mixtures, self.domains)
+        if unvaried:
+            lines.append(f"  never varied (a Simulator ignores them): {unvaried}")
         return "\n".join(lines)
 
     def __repr__(self) -> str:
