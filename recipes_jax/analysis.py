@@ -660,6 +660,20 @@ def _figure(nrows: int = 1, figsize=(6.4, 4.2)):
     return fig, axes
 
 
+def _log_cost_axis(ax, costs: np.ndarray) -> None:
+    """A log x axis for ``costs``, labelled in plain numbers at 1, 2, 5 x 10^k (only at powers
+    of ten past two decades): matplotlib's own labels of minor ticks (3x10^-1, 4x10^-1, ...)
+    ran into each other on ranges under a decade or two."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ax.set_xscale("log")
+    costs = costs[np.isfinite(costs) & (costs > 0)]
+    decades = math.log10(costs.max() / costs.min()) if len(costs) else 0.0
+    ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0) if decades <= 2 else (1.0,)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
 def _paths(path) -> tuple[Path, Path]:
     png = Path(path)
     if png.suffix.lower() == ".json":
@@ -714,18 +728,36 @@ def plot_regret(
             "q75": q["q75"],
             "num_seeds": regrets.shape[0],
         }
+    # the numbers first: they are kept even if drawing fails
+    _write_json(json_path, {"kind": "regret", "title": title, "log_y": log_y, "methods": summary})
     fig, (ax,) = _figure()
 
     def drawable(y):
         bad = ~np.isfinite(y) | ((y <= 0) if log_y else False)
         return np.where(bad, np.nan, y)
 
+    nothing = all(
+        np.isnan(drawable(s[k])).all() for s in summary.values() for k in ("median", "q25", "q75")
+    )
+    if nothing:  # e.g. a budget below one target run (regret inf), or every regret exactly 0
+        log_y = False
+        costs = np.concatenate([s["cost"] for s in summary.values()])
+        ax.set_xlim(costs.min(), costs.max())  # no drawn point gives the axis its limits
+        ax.text(
+            0.5,
+            0.5,
+            "no finite regret > 0 to draw (see the JSON)",
+            ha="center",
+            va="center",
+            transform=ax.transAxes,
+        )
+
     for name, s in summary.items():
         (line,) = ax.plot(s["cost"], drawable(s["median"]), label=f"{name} (S={s['num_seeds']})")
         ax.fill_between(
             s["cost"], drawable(s["q25"]), drawable(s["q75"]), color=line.get_color(), alpha=0.2
         )
-    ax.set_xscale("log")
+    _log_cost_axis(ax, np.concatenate([s["cost"] for s in summary.values()]))
     if log_y:
         ax.set_yscale("log")
     ax.set_xlabel("cumulative cost (full target runs)")
@@ -735,7 +767,6 @@ def plot_regret(
     if title:
         ax.set_title(title)
     fig.savefig(png, dpi=120)
-    _write_json(json_path, {"kind": "regret", "title": title, "log_y": log_y, "methods": summary})
     return png
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import contextlib
 import functools
 import io
 import threading
@@ -135,6 +136,13 @@ def _evaluate(strategy: Strategy, env: Env, proposal: Proposal, key, noise_sd):
         w = jnp.broadcast_to(proposal.mixture, (B, proposal.mixture.shape[0]))
         m = jnp.broadcast_to(proposal.scale, (B,))
         y = jnp.asarray(env(w, m, steps.astype(proposal.scale.dtype))).astype(dtype)
+        if y.shape != (B,):
+            raise ValueError(
+                f"env must return one value per query: called with mixtures {tuple(w.shape)}, "
+                f"scales {tuple(m.shape)} and steps {tuple(steps.shape)} it returned shape "
+                f"{tuple(y.shape)}, not ({B},). Make it map (w [B, K], m [B], s [B]) -> [B] "
+                "(e.g. drop a trailing axis of size 1)"
+            )
     y = y + noise_sd * jax.random.normal(key, y.shape, y.dtype)
     reached = jnp.concatenate([checkpoints < proposal.steps, jnp.ones((1,), bool)])
     return (
@@ -352,11 +360,17 @@ def _prepare_sweep(
     """(program, number of real seeds, progress callbacks per call)."""
     _check_budget(budget)
     keys = jnp.asarray(keys)
+    if keys.ndim == 2 and keys.dtype == jnp.uint32:  # legacy keys: split(PRNGKey(0), n)
+        with contextlib.suppress(TypeError, ValueError):  # not key data: refused below
+            keys = jax.random.wrap_key_data(keys)
     if keys.ndim != 1 or not jax.dtypes.issubdtype(keys.dtype, jax.dtypes.prng_key):
         raise ValueError(
             "keys must be a 1-D array of typed PRNG keys, e.g. "
-            "jax.random.split(jax.random.key(0), 64)"
+            "jax.random.split(jax.random.key(0), 64) (or legacy jax.random.PRNGKey keys, "
+            f"[S, 2] uint32); got shape {tuple(keys.shape)}, dtype {keys.dtype}"
         )
+    if keys.shape[0] == 0:
+        raise ValueError("keys is empty: give one key per seed, e.g. split(key(0), 64)")
     dynamic, treedef, static = _split_env(env)
     n = _num_asks(strategy, budget, num_asks)
     num_devices = len(jax.devices()) if devices is None else int(devices)
@@ -666,6 +680,9 @@ def sweep(
     ``progress``: as in :func:`run_campaign`; ``total`` counts asks of each looped seed (on
     CPU, 64 seeds x 100 asks report 6,400) or of each vmapped batch (on a GPU, one batch of
     64 seeds x 100 asks reports 100), padding seeds included.
+
+    ``keys``: one PRNG key per seed, [S] typed keys (``jax.random.split(jax.random.key(0),
+    S)``); legacy ``jax.random.PRNGKey`` keys, [S, 2] uint32, are accepted too.
 
     Returns a :class:`Trace` with a leading seed axis [S, ...] on every field.
     """

@@ -65,6 +65,11 @@ def cmd_simulate(args) -> int:
             "weight per domain, e.g. --mixture 0.2,0.2,0.2,0.2,0.2"
         ) from None
     table = RunTable.load(args.table)
+    if args.metric is None and table.num_metrics != 1:
+        raise ValueError(
+            f"{args.table} has {table.num_metrics} metrics; choose one with --metric, e.g. "
+            f"--metric {table.metrics[0]!r} (`recipes-jax summary {args.table}` lists them)"
+        )
     sim = Simulator(table, args.metric, clamp=args.clamp)
     value = float(sim(w, args.scale, args.steps)[0])
     print(f"{sim.metric} at scale {args.scale:g}M, {args.steps} steps: {value:.6g}")
@@ -73,9 +78,16 @@ def cmd_simulate(args) -> int:
 
 def cmd_convert(args) -> int:
     """``recipes-jax convert``: the paper's pickle of runs -> a safe ``.npz`` RunTable."""
+    from recipes_jax.simulator.loaders import UntrustedFileError
     from recipes_jax.simulator.run_table import RunTable
 
-    table = RunTable.from_paper_pickle(args.pickle, trusted=args.trusted)
+    if not args.trusted:
+        raise UntrustedFileError(
+            f"refusing to load {args.pickle}: pickle files can run arbitrary code when loaded. "
+            f"If you trust where it came from, run `recipes-jax convert {args.pickle} --trusted "
+            f"-o {args.output}` once and use the safe .npz from then on"
+        )
+    table = RunTable.from_paper_pickle(args.pickle, trusted=True)
     table.save(args.output)
     print(table.summary())
     print(f"wrote {args.output}")
@@ -122,14 +134,17 @@ def cmd_init(args) -> int:
 def _read_curve(text: str):
     """A learning curve from ``step=value;...`` or from a CSV file of ``step,value`` rows."""
     import csv
+    import io
     import os
 
     from recipes_jax import ledger
 
     if "=" in text or not os.path.exists(text):
         return ledger.parse_curve(text)
+    from recipes_jax.atomic import read_text
+
     points = []
-    with open(text, newline="", encoding="utf-8") as f:
+    with io.StringIO(read_text(text, what="curve file"), newline="") as f:
         for i, row in enumerate(csv.reader(f), start=1):
             if not row or (i == 1 and row[0].strip().lower() == "step"):
                 continue
@@ -165,21 +180,32 @@ def cmd_suggest(args) -> int:
     import jax
 
     from recipes_jax import benchmark, ledger, space_file
+    from recipes_jax.atomic import writable_path
     from recipes_jax.suggest import suggest
 
     space = space_file.load_space(args.space)
+    writable_path(args.ledger)  # a missing folder fails now, not after the computation
     runs = ledger.read_ledger(args.ledger, space)
     options = {} if args.preset == "default" else benchmark.PRESETS[args.preset]
     start = time.perf_counter()
     with jax.enable_x64(True):  # GP fitting in float64, without touching the global flag
         key = jax.random.fold_in(jax.random.key(args.seed), len(runs))
         new = suggest(space, runs, args.n, key, **options)
-    ledger.write_ledger(args.ledger, space, [*runs, *new])
+    # appended to the ledger as it is now: whatever was recorded meanwhile is kept
+    now, new = ledger.append_runs(args.ledger, space, new)
     done = sum(r.informs_model for r in runs)
     print(
         f"{args.ledger}: {len(runs)} runs ({done} with results); {len(new)} new pending runs "
         f"in {time.perf_counter() - start:.1f} s:"
     )
+    if not ledger.same_runs(now, runs):
+        warnings.warn(
+            f"{args.ledger} changed while the runs were chosen (another command wrote to it); "
+            f"its {len(now)} runs are kept and the new ones appended after them, but the new "
+            "ones did not take those changes into account: run suggest again if that matters",
+            UserWarning,
+            stacklevel=1,
+        )
     names = [d[:12] for d in space.domains]
     print(
         f"{'id':>6} {'scale':>7} {'steps':>7} {'cost':>8} {'acq (log)':>10}  "
@@ -354,7 +380,9 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--ledger", required=True, help="the campaign's ledger CSV")
     rec.add_argument("--space", default="space.toml", help="its space file (default space.toml)")
     rec.add_argument("--id", required=True, help="the run's id in the ledger")
-    rec.add_argument("--value", type=float, help="the metric at the run's steps (inf/nan allowed)")
+    rec.add_argument(
+        "--value", type=float, help="the metric at the run's steps (nan or inf: it diverged)"
+    )
     rec.add_argument("--curve", help="learning curve: step=value;... or a CSV file step,value")
     rec.add_argument(
         "--status",
@@ -423,7 +451,7 @@ def main(argv: list[str] | None = None) -> int:
         with warnings.catch_warnings():
             warnings.showwarning = _warning_printer(args.command, warnings.showwarning)
             return args.func(args)
-    except (ValueError, KeyError, FileNotFoundError, FileExistsError, PermissionError) as e:
+    except (ValueError, KeyError, OSError) as e:  # OSError: missing files, folders, locks...
         # a KeyError's str() is the repr of its message: print the message itself
         message = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"recipes-jax {args.command}: error: {message}", file=sys.stderr)

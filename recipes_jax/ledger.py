@@ -15,9 +15,10 @@ One row per training run, in the order the runs were proposed::
 - ``note``: free text. Columns of your own are kept as they are.
 
 Every write is atomic (a temporary file renamed over the ledger), so a crash leaves the old
-ledger or the new one, never a torn file. Errors name the file, the line and the column, and
-say how to fix it. Nothing is ever evaluated: values are parsed as numbers, paths are never
-opened from ledger contents.
+ledger or the new one, never a torn file. Updates (:func:`record`, :func:`append_runs`) re-read
+the ledger under a lock (:func:`~recipes_jax.atomic.file_lock`), so two commands at once keep
+both changes. Errors name the file, the line and the column, and say how to fix it. Nothing is
+ever evaluated: values are parsed as numbers, paths are never opened from ledger contents.
 """
 
 from __future__ import annotations
@@ -32,18 +33,21 @@ from pathlib import Path
 
 import numpy as np
 
-from recipes_jax.atomic import atomic_write
+from recipes_jax.atomic import atomic_write, file_lock, read_text
 from recipes_jax.space import Space, closest_names, parse_scale
 
 __all__ = [
     "STATUSES",
     "LedgerRun",
+    "append_runs",
     "columns",
     "format_curve",
+    "next_ids",
     "parse_curve",
     "read_ledger",
     "record",
     "runs_from_table",
+    "same_runs",
     "write_ledger",
 ]
 
@@ -190,9 +194,9 @@ def read_ledger(path: str | os.PathLike, space: Space) -> list[LedgerRun]:
     """The runs of the ledger at ``path`` (an absent or empty file: no runs), validated
     against ``space``. Raises ``ValueError`` naming the line, column and fix."""
     path = Path(path)
-    if not path.exists() or path.stat().st_size == 0:
+    if not path.exists() or (path.is_file() and path.stat().st_size == 0):
         return []
-    text = path.read_text(encoding="utf-8")
+    text = read_text(path, what="ledger")
     reader = csv.DictReader(io.StringIO(text, newline=""))
     header = reader.fieldnames or []
     expected = columns(space)
@@ -271,12 +275,58 @@ def write_ledger(path: str | os.PathLike, space: Space, runs: Sequence[LedgerRun
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(header)
     for r in runs:
-        row = [r.id, r.status, f"{r.scale:g}", str(r.steps), *(repr(float(w)) for w in r.mixture)]
-        row += [_cell(r.value), format_curve(r.curve), _cell(r.cost), _cell(r.score), r.note]
+        row = _row(r)
         row += [r.extra.get(k, "") for k in header[len(row) :]]
         writer.writerow(row)
     data = out.getvalue().encode("utf-8")
     atomic_write(path, lambda f: f.write(data), prefix=".ledger-")
+
+
+def _row(r: LedgerRun) -> list[str]:
+    """The ledger's own cells of ``r``, as written."""
+    row = [r.id, r.status, f"{r.scale:g}", str(r.steps), *(repr(float(w)) for w in r.mixture)]
+    return [*row, _cell(r.value), format_curve(r.curve), _cell(r.cost), _cell(r.score), r.note]
+
+
+def same_runs(a: Sequence[LedgerRun], b: Sequence[LedgerRun]) -> bool:
+    """Whether two lists of runs would be written identically (NaN cells compare equal)."""
+    return len(a) == len(b) and all(
+        _row(x) == _row(y) and x.extra == y.extra for x, y in zip(a, b, strict=True)
+    )
+
+
+def next_ids(existing: Sequence[str], num: int, prefix: str = "r") -> list[str]:
+    """``num`` new ids ``r<k>`` after the largest such id in ``existing``, never reused."""
+    taken = set(existing)
+    numbers = [int(i[len(prefix) :]) for i in existing if i[len(prefix) :].isdigit()]
+    k, out = max(numbers, default=0), []
+    while len(out) < num:
+        k += 1
+        if f"{prefix}{k}" not in taken:
+            out.append(f"{prefix}{k}")
+    return out
+
+
+def append_runs(
+    path: str | os.PathLike, space: Space, new_runs: Sequence[LedgerRun]
+) -> tuple[list[LedgerRun], list[LedgerRun]]:
+    """Append ``new_runs`` to the ledger at ``path`` (created if absent), keeping whatever
+    other commands wrote to it meanwhile.
+
+    Under the ledger's lock, the ledger is read again and the runs are appended to what it
+    holds now; a new run whose id was taken meanwhile (another ``suggest``) gets the next free
+    ``r<k>`` id instead. Returns (the ledger's runs before the append, the runs appended, as
+    written). Compare the first with what you read earlier (:func:`same_runs`) to learn
+    whether the ledger changed while you computed ``new_runs``.
+    """
+    with file_lock(path):
+        current = read_ledger(path, space)
+        taken = {r.id for r in current}
+        clashing = [r for r in new_runs if r.id in taken]
+        fresh = iter(next_ids([*taken, *(r.id for r in new_runs)], len(clashing)))
+        added = [replace(r, id=next(fresh)) if r.id in taken else r for r in new_runs]
+        write_ledger(path, space, [*current, *added])
+    return current, added
 
 
 def record(
@@ -294,40 +344,85 @@ def record(
 
     ``value``: the metric at the run's steps (default: the curve's point at those steps);
     ``curve``: ``(step, value)`` pairs up to the run's steps; ``status``: default ``done``
-    when a finite value is given, ``diverged`` for a non-finite one; ``failed`` needs no value.
-    A run already recorded is only changed with ``overwrite``.
+    when the value is finite, ``diverged`` when it is not (``nan``, ``inf``, or a curve that
+    blew up before the end); ``failed`` needs no value. A finite curve that stops before the
+    run's steps gives no final value: give ``value`` too, or record the run as ``failed``.
+    A run already recorded is only changed with ``overwrite``; its curve is kept unless a new
+    one is given (its point at the run's steps, if any, takes the corrected value; a new curve
+    must agree with a value given beside it).
+
+    The ledger is re-read and written under its lock, so a ``suggest`` or another ``record``
+    running at the same time cannot undo this record (or this one theirs).
     """
-    runs = read_ledger(path, space)
-    index = {r.id: i for i, r in enumerate(runs)}
-    if run_id not in index:
-        if not runs:
-            raise ValueError(f"{path} has no runs; `recipes-jax suggest` adds them")
-        raise ValueError(
-            f"no run {run_id!r} in {path} (did you mean {closest_names(run_id, list(index))}?)"
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(
+            f"no ledger at {path}; check the path (`recipes-jax suggest --ledger {path}` "
+            "creates a ledger with the runs to train)"
         )
-    run = runs[index[run_id]]
-    if run.status != "pending" and not overwrite:
-        raise ValueError(
-            f"run {run_id!r} is already recorded as {run.status}; pass --force to replace it"
-        )
-    curve = tuple((int(s), float(v)) for s, v in curve)
-    if value is None:
-        at_steps = [v for s, v in curve if s == run.steps]
-        value = at_steps[0] if at_steps else math.nan
-    value = float(value)
-    if status is None:
-        if math.isnan(value) and not curve:
-            raise ValueError(f"give a value (or a curve) for run {run_id!r}, or a status")
-        status = "done" if math.isfinite(value) else "diverged"
+    with file_lock(path):
+        runs = read_ledger(path, space)
+        index = {r.id: i for i, r in enumerate(runs)}
+        if run_id not in index:
+            if not runs:
+                raise ValueError(f"{path} has no runs; `recipes-jax suggest` adds them")
+            raise ValueError(
+                f"no run {run_id!r} in {path} (did you mean {closest_names(run_id, list(index))}?)"
+            )
+        run = runs[index[run_id]]
+        if run.status != "pending" and not overwrite:
+            raise ValueError(
+                f"run {run_id!r} is already recorded as {run.status}; pass --force to replace it"
+            )
+        updated = _outcome(run, value, curve, status, note)
+        runs[index[run_id]] = _check_run(updated, space, f"run {run_id!r}")
+        write_ledger(path, space, runs)
+    return runs[index[run_id]]
+
+
+def _outcome(run: LedgerRun, value, curve, status, note) -> LedgerRun:
+    """``run`` with a recorded outcome (see :func:`record` for the rules)."""
+    where = f"run {run.id!r}"
+    given_curve = tuple((int(s), float(v)) for s, v in curve)
+    # correcting an earlier record (--force) without a new curve keeps the old one
+    curve = given_curve or (run.curve if run.status != "pending" else ())
     if status == "pending":
         raise ValueError("record sets an outcome: status done, failed or diverged")
-    updated = replace(
-        run,
-        status=status,
-        value=value,
-        curve=curve,
-        note=run.note if note is None else note,
+    if value is None:
+        at_steps = [v for s, v in given_curve if s == run.steps]
+        if at_steps:
+            value = at_steps[0]
+        elif status is None and not given_curve:
+            raise ValueError(
+                f"{where}: give its value (--value), its learning curve (--curve) or its "
+                "status (--status failed or diverged)"
+            )
+        elif (
+            status is None
+            and given_curve[-1][0] < run.steps
+            and all(math.isfinite(v) for _, v in given_curve)
+        ):
+            raise ValueError(
+                f"{where}: the curve ends at step {given_curve[-1][0]}, before the run's "
+                f"{run.steps} steps, so it gives no final value. Add the value at "
+                f"{run.steps} steps (--value, or a point {run.steps}=... in the curve), or "
+                "record the run as --status failed if it stopped early (the curve is kept)"
+            )
+        else:  # a status without a value, or a curve that blew up before the end
+            value = math.nan
+    value = float(value)
+    if curve and not given_curve and math.isfinite(value):
+        # the kept curve's point at the run's steps is the value being corrected
+        curve = tuple((s, value if s == run.steps else v) for s, v in curve)
+    if status is None:
+        # a non-finite value, given or in the curve, means the run blew up
+        status = "done" if math.isfinite(value) else "diverged"
+    at_steps = [v for s, v in curve if s == run.steps]
+    if at_steps and math.isfinite(value) and at_steps[0] != value:
+        raise ValueError(
+            f"{where}: its curve has {at_steps[0]!r} at its {run.steps} steps but the value "
+            f"given is {value!r}; give the corrected curve too (--curve), or a value that agrees"
+        )
+    return replace(
+        run, status=status, value=value, curve=curve, note=run.note if note is None else note
     )
-    runs[index[run_id]] = _check_run(updated, space, f"run {run_id!r}")
-    write_ledger(path, space, runs)
-    return runs[index[run_id]]

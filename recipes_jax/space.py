@@ -8,6 +8,7 @@ fidelity, so ``space.cost(*space.target) == 1``.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ __all__ = [
     "closest_names",
     "higher_is_better",
     "parse_scale",
+    "whole_steps",
 ]
 
 #: How far a mixture's weights may sum from 1 before it is rejected. Published mixtures are
@@ -74,6 +76,34 @@ def closest_names(name: str, choices: Sequence[str], n: int = 3) -> str:
     if not close:
         close = list(choices)[:n]
     return ", ".join(repr(c) for c in close)
+
+
+def _number(value, what: str) -> float:
+    """``value`` as a float, or a ``ValueError`` naming ``what`` and the value."""
+    if isinstance(value, bool):
+        raise ValueError(f"{what}: {value!r} is not a number; write a plain number")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"{what}: {value!r} is not a number; write it as a plain number, without units "
+            "or suffixes (e.g. 19500, not '19.5k')"
+        ) from None
+
+
+def whole_steps(value, what: str) -> int:
+    """``value`` (a number or numeric text) as a positive whole number of training steps, or a
+    ``ValueError`` naming ``what``, the value and the fix."""
+    try:
+        number = math.nan if isinstance(value, bool) else float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not math.isfinite(number) or number <= 0 or number != round(number):
+        raise ValueError(
+            f"{what}: {value!r} is not a positive whole number of training steps; write it as a "
+            "plain number, e.g. 19500 (not '19.5k')"
+        )
+    return int(number)
 
 
 def parse_scale(value: str | float | int) -> float:
@@ -203,6 +233,12 @@ class Space:
     _log_scales: np.ndarray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
+        for name in ("domains", "scales", "steps"):
+            if isinstance(getattr(self, name), str):
+                raise ValueError(
+                    f"{name} must be a list, e.g. domains=['web', 'code'], scales=[20, 60], "
+                    f"steps=[1000, 2000]; got the string {getattr(self, name)!r}"
+                )
         domains = tuple(str(d) for d in self.domains)
         if len(domains) < 2:
             raise ValueError(
@@ -229,7 +265,7 @@ class Space:
             raise ValueError(f"training steps must be positive; got {steps[0]}")
         if len(self.target) != 2:
             raise ValueError("target must be a pair (scale in millions, steps)")
-        target = (parse_scale(self.target[0]), int(self.target[1]))
+        target = (parse_scale(self.target[0]), whole_steps(self.target[1], "target steps"))
         if target[0] not in scales:
             raise ValueError(
                 f"target scale {target[0]:g}M is not one of the space's scales {list(scales)}; "
@@ -243,13 +279,16 @@ class Space:
         if self.gflops_per_step is None:
             gflops = _default_gflops(scales, self.tokens_per_step)
         elif isinstance(self.gflops_per_step, Mapping):
-            given = {parse_scale(k): float(v) for k, v in self.gflops_per_step.items()}
+            given = {
+                parse_scale(k): _number(v, f"gflops_per_step for scale {k!r}")
+                for k, v in self.gflops_per_step.items()
+            }
             missing = [m for m in scales if m not in given]
             if missing:
                 raise ValueError(f"gflops_per_step has no entry for scales {missing}")
             gflops = tuple(given[m] for m in scales)
         else:
-            gflops = tuple(float(g) for g in self.gflops_per_step)
+            gflops = tuple(_number(g, "gflops_per_step") for g in self.gflops_per_step)
             if len(gflops) != len(scales):
                 raise ValueError(
                     f"gflops_per_step has {len(gflops)} entries for {len(scales)} scales"

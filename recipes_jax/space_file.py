@@ -158,7 +158,9 @@ def load_space(path: str | os.PathLike) -> Space:
         raise FileNotFoundError(
             f"space file {path} not found; `recipes-jax init --space {path}` writes an example"
         )
-    return parse_space(path.read_text(encoding="utf-8"), source=str(path))
+    from recipes_jax.atomic import read_text
+
+    return parse_space(read_text(path, what="space file"), source=str(path))
 
 
 def write_example(path: str | os.PathLike, *, overwrite: bool = False) -> Path:

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from recipes_jax.ledger import LedgerRun
+from recipes_jax.ledger import LedgerRun, next_ids
 from recipes_jax.space import Space
 from recipes_jax.strategies import LearningCurve, Strategy, mfms_bo
 from recipes_jax.strategies.base import make_proposal
@@ -55,16 +55,25 @@ def replay(strategy: Strategy, runs: Sequence[LedgerRun], key: jax.Array):
     return state
 
 
-def next_ids(existing: Sequence[str], num: int, prefix: str = "r") -> list[str]:
-    """``num`` new ids ``r<k>`` after the largest such id in ``existing``, never reused."""
-    taken = set(existing)
-    numbers = [int(i[len(prefix) :]) for i in existing if i[len(prefix) :].isdigit()]
-    k, out = max(numbers, default=0), []
-    while len(out) < num:
-        k += 1
-        if f"{prefix}{k}" not in taken:
-            out.append(f"{prefix}{k}")
-    return out
+def _sized_to_fit(space: Space, runs: Sequence[LedgerRun], num: int, options) -> Strategy:
+    """mfms_bo with ``options``, its buffers grown where the ledger needs more room: every
+    observation of every finished run (a fixed-capacity buffer would evict the cheapest ones),
+    and every pending run plus the ``num`` new ones (each held so that a batch spreads out)."""
+    strategy = mfms_bo(space, **options)
+    dtype = jnp.result_type(float)
+    reports = [_report(strategy, r, dtype) for r in runs if r.status != "pending"]
+    rows = sum(int(np.isfinite(np.asarray(getattr(v, "values", v))).sum()) for v in reports)
+    pending = sum(r.status == "pending" for r in runs) + num
+    shapes = jax.eval_shape(strategy.init, jax.random.key(0))
+    capacity, max_pending = shapes.obs.x.shape[0], shapes.pending.active.shape[0]
+    if rows <= capacity and pending <= max_pending:
+        return strategy
+    grown = dict(
+        options,
+        capacity=max(capacity, -(-rows // 64) * 64),
+        max_pending=max(max_pending, pending),
+    )
+    return mfms_bo(space, **grown)
 
 
 def suggest(
@@ -84,11 +93,13 @@ def suggest(
       options: ``rj.mfms_bo`` options (e.g. the speedup benchmark's presets).
     Each row's ``score`` is the acquisition value that chose it (log of target-projected EI
     minus alpha x log cost; NaN for initial-design runs) and ``cost`` its cost in target runs.
+    The model's buffers are grown to hold every ledger run (``capacity`` and ``max_pending``
+    in ``options`` are minimums), so nothing the ledger holds is left out.
     Float64 is recommended: call it under ``jax.enable_x64(True)``.
     """
     if num < 1:
         raise ValueError(f"ask for at least one run; got {num}")
-    strategy = mfms_bo(space, **options)
+    strategy = _sized_to_fit(space, runs, num, options)
     k_replay, k_ask = jax.random.split(key)
     state = replay(strategy, runs, k_replay)
     ask = jax.jit(strategy.ask)

@@ -137,8 +137,10 @@ def test_budget_masking_and_noise(world, truth):
     assert np.all(diff != 0) and np.all(np.abs(diff) < 0.06)
     with pytest.raises(ValueError, match="budget"):
         rj.run_campaign(strategy, truth, 0.0, jax.random.key(0))
+    with pytest.raises(ValueError, match="PRNG keys"):  # [4, 2] uint32 is legacy keys: taken
+        rj.sweep(strategy, truth, 1.0, jnp.zeros((4, 3), jnp.uint32))
     with pytest.raises(ValueError, match="PRNG keys"):
-        rj.sweep(strategy, truth, 1.0, jnp.zeros((4, 2), jnp.uint32))
+        rj.sweep(strategy, truth, 1.0, jnp.zeros(4))
 
 
 def test_progress_reports_every_ask_and_leaves_results_unchanged(world, truth):

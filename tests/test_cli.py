@@ -26,10 +26,17 @@ def test_summary_simulate_and_convert(tmp_path, default_world, capsys):
     assert code == 2 and "outside the table's scales" in capsys.readouterr().err
     code = main([*simulate, "--mixture", "0.5,0.6,0,0,0", "--scale", "150"])
     assert code == 2 and "summing to 1.1" in capsys.readouterr().err
+    # a table of several metrics without --metric: the fix is a flag, not a keyword argument
+    no_metric = ["simulate", "--table", str(path), "--steps", "5000", "--scale", "150"]
+    assert main([*no_metric, "--mixture", "0.2,0.2,0.2,0.2,0.2"]) == 2
+    err = capsys.readouterr().err
+    assert "11 metrics; choose one with --metric, e.g. --metric '" in err
     pkl = tmp_path / "runs.pkl"
     pkl.write_bytes(b"x")
     assert main(["convert", str(pkl), "-o", str(tmp_path / "o.npz")]) == 2
-    assert "pickle files can run arbitrary code" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "pickle files can run arbitrary code" in err
+    assert f"recipes-jax convert {pkl} --trusted -o {tmp_path / 'o.npz'}" in err
 
 
 def test_user_warnings_print_as_one_line_naming_the_command(tmp_path, capsys):

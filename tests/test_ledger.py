@@ -63,7 +63,7 @@ def test_record_a_value_a_curve_a_divergence_and_a_failure(tmp_path):
         ledger.record(path, SPACE, "r9", value=1.0)
     with pytest.raises(ValueError, match="beyond the run's 1000 steps"):
         ledger.record(path, SPACE, "r1", curve=[(1500, 2.0)], overwrite=True)
-    with pytest.raises(ValueError, match="give a value"):
+    with pytest.raises(ValueError, match="give its value"):
         ledger.record(path, SPACE, "r2", overwrite=True)
     # a refused record leaves the file as it was
     assert {r.id: r for r in ledger.read_ledger(path, SPACE)}["r1"].value == 2.7
@@ -153,3 +153,101 @@ def test_runs_from_a_run_table_start_a_ledger(tmp_path):
         ledger.runs_from_table(table, SPACE, "loss")
     with pytest.raises(KeyError, match="did you mean"):
         ledger.runs_from_table(table, space, "los")
+
+
+def test_record_rules_for_nan_short_curves_and_corrections(tmp_path):
+    path = tmp_path / "runs.csv"
+    ledger.write_ledger(path, SPACE, [run(i, steps=1000) for i in range(3)])
+    # an explicit nan is a run that blew up (it was refused as "no value given")
+    assert ledger.record(path, SPACE, "r0", value=math.nan).status == "diverged"
+    # a finite curve that stops early gives no final value: refused, not "diverged"
+    with pytest.raises(ValueError, match=r"ends at step 500, before the run's 1000 steps"):
+        ledger.record(path, SPACE, "r1", curve=[(500, 3.0)])
+    assert ledger.record(path, SPACE, "r1", curve=[(500, 3.0)], status="failed").curve == (
+        (500, 3.0),
+    )
+    # correcting a value keeps the curve (its last point corrected too) and the note
+    ledger.record(path, SPACE, "r2", curve=[(500, 3.0), (1000, 2.61)], note="seed 0")
+    fixed = ledger.record(path, SPACE, "r2", value=2.62, overwrite=True)
+    assert fixed.value == 2.62 and fixed.note == "seed 0"
+    assert fixed.curve == ((500, 3.0), (1000, 2.62))
+    # a new curve that contradicts the value given beside it is refused
+    with pytest.raises(ValueError, match=r"curve has 2.5 at its 1000 steps but the value"):
+        ledger.record(path, SPACE, "r2", value=2.6, curve=[(1000, 2.5)], overwrite=True)
+    ledger.record(path, SPACE, "r1", value=2.7, overwrite=True)
+    back = {r.id: r for r in ledger.read_ledger(path, SPACE)}
+    assert back["r1"].status == "done" and back["r1"].curve == ((500, 3.0),)
+
+
+def test_a_ledger_saved_by_a_spreadsheet_reads_and_bad_bytes_are_located(tmp_path):
+    path = tmp_path / "runs.csv"
+    ledger.write_ledger(path, SPACE, [run(0, note="café")])
+    text = path.read_text(encoding="utf-8")
+    (tmp_path / "bom.csv").write_bytes(b"\xef\xbb\xbf" + text.replace("\n", "\r\n").encode())
+    assert ledger.read_ledger(tmp_path / "bom.csv", SPACE)[0].note == "café"
+    (tmp_path / "cp1252.csv").write_bytes(text.encode("cp1252"))
+    with pytest.raises(ValueError, match=r"not UTF-8 text: byte 0xe9 at line 2, column \d+"):
+        ledger.read_ledger(tmp_path / "cp1252.csv", SPACE)
+
+
+def test_writes_keep_links_permissions_and_the_umask(tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        shared = tmp_path / "shared"
+        shared.mkdir()
+        target = shared / "runs.csv"
+        ledger.write_ledger(target, SPACE, [run(0), run(1)])
+        assert stat.S_IMODE(target.stat().st_mode) == 0o644  # not mkstemp's private 0600
+        target.chmod(0o664)
+        link = tmp_path / "runs.csv"
+        link.symlink_to(target)
+        ledger.record(link, SPACE, "r1", value=2.5)
+        assert link.is_symlink()  # the link is kept and its target updated
+        assert {r.id: r.status for r in ledger.read_ledger(target, SPACE)}["r1"] == "done"
+        assert stat.S_IMODE(target.stat().st_mode) == 0o664
+    finally:
+        os.umask(old)
+
+
+def test_a_held_lock_makes_other_writers_wait_then_proceed(tmp_path):
+    import threading
+    import time
+
+    from recipes_jax.atomic import file_lock
+
+    path = tmp_path / "runs.csv"
+    ledger.write_ledger(path, SPACE, [run(0), run(1)])
+    done = threading.Event()
+
+    def record_r0():
+        ledger.record(path, SPACE, "r0", value=2.5)
+        done.set()
+
+    with file_lock(path):
+        worker = threading.Thread(target=record_r0)
+        worker.start()
+        time.sleep(0.5)
+        assert not done.is_set()  # waiting for the lock
+        with pytest.raises(TimeoutError, match="being updated by another command"):
+            with file_lock(path, timeout_s=0.2):
+                pass
+    worker.join(timeout=30)
+    assert done.is_set()
+    assert ledger.read_ledger(path, SPACE)[0].status == "done"
+
+
+def test_append_runs_keeps_what_others_wrote_and_renumbers_taken_ids(tmp_path):
+    path = tmp_path / "runs.csv"
+    ledger.write_ledger(path, SPACE, [run(0), run(1)])
+    snapshot = ledger.read_ledger(path, SPACE)
+    ledger.record(path, SPACE, "r1", value=2.5)  # someone else, meanwhile
+    ledger.write_ledger(path, SPACE, [*ledger.read_ledger(path, SPACE), run(2)])
+    before, added = ledger.append_runs(path, SPACE, [run(2), run(3)])
+    assert not ledger.same_runs(before, snapshot) and ledger.same_runs(before[:1], snapshot[:1])
+    assert [r.id for r in added] == ["r4", "r3"]
+    back = ledger.read_ledger(path, SPACE)
+    assert [r.id for r in back] == ["r0", "r1", "r2", "r4", "r3"]
+    assert back[1].status == "done" and back[1].value == 2.5

@@ -1,4 +1,5 @@
 import os
+import re
 
 import hypothesis.extra.numpy as hnp
 import numpy as np
@@ -140,11 +141,12 @@ def test_save_is_atomic_when_the_write_fails(tmp_path, monkeypatch):
 def test_load_refuses_pickled_objects(tmp_path):
     path = tmp_path / "evil.npz"
     np.savez(path, mixtures=np.array([object()], dtype=object))
-    with pytest.raises(ValueError, match="not a RunTable file"):
+    not_a_table = re.escape("not a run table .npz written by RunTable.save")
+    with pytest.raises(ValueError, match=not_a_table + ": it holds pickled objects"):
         rj.RunTable.load(path)
     other = tmp_path / "other.npz"
     np.savez(other, x=np.zeros(3))
-    with pytest.raises(ValueError, match="not a RunTable file"):
+    with pytest.raises(ValueError, match=not_a_table):
         rj.RunTable.load(other)
 
 
@@ -160,6 +162,59 @@ def test_select_runs_and_summary():
     assert "never varied (a Simulator ignores them): 'd2' (always 0)" in unused.summary()
 
 
+def test_select_runs_with_an_empty_list_is_an_empty_selection():
+    t = make_table()
+    for keep in ([], np.zeros(0, int), np.zeros(t.num_runs, bool)):
+        with pytest.raises(ValueError, match="the run table is empty: it has no runs"):
+            t.select_runs(keep)
+    assert t.select_runs([2]).run_ids == ("run-0002",)
+
+
+def read_long_csv(path, table):
+    return rj.RunTable.from_long_csv(
+        path,
+        run_column="run",
+        scale_column="scale",
+        step_column="step",
+        mixture_columns=table.domains,
+        metric_columns=table.metrics,
+    )
+
+
+def test_long_csv_round_trip_keeps_unobserved_runs_and_steps(tmp_path):
+    values = np.random.default_rng(4).normal(size=(4, 3, 2))
+    values[1] = np.nan  # a run with no observation (like an empty history in the paper's data)
+    values[:, 1] = np.nan  # a step nobody observed
+    values[3, 2, 0] = np.nan
+    t = make_table(values=values, run_ids=["a", "b", "c", "d"])
+    path = tmp_path / "runs.csv"
+    t.to_long_csv(path)
+    back = read_long_csv(path, t)
+    assert back.run_ids == t.run_ids and back.steps.tolist() == [100, 200, 300]
+    np.testing.assert_array_equal(back.mask, t.mask)
+    np.testing.assert_array_equal(back.values, t.values)
+    assert back.equals(t)
+
+
+@settings(max_examples=20, deadline=None)
+@given(R=st.integers(1, 4), S=st.integers(1, 4), M=st.integers(1, 3), data=st.data())
+def test_long_csv_round_trip_property(tmp_path_factory, R, S, M, data):
+    """Any table, whatever its mask, reads back equal from the CSV that to_long_csv writes."""
+    values = data.draw(
+        hnp.arrays(np.float64, (R, S, M), elements=st.floats(-1e6, 1e6) | st.just(np.nan))
+    )
+    t = make_table(R=R, S=S, M=M, values=values, run_ids=[f"r{i}" for i in range(R)])
+    path = tmp_path_factory.mktemp("csv") / "runs.csv"
+    t.to_long_csv(path)
+    assert read_long_csv(path, t).equals(t)
+
+
+def test_long_csv_refuses_names_it_cannot_give_back(tmp_path):
+    with pytest.raises(ValueError, match="start or end with spaces"):
+        make_table(run_ids=["a", " b", "c", "d"]).to_long_csv(tmp_path / "x.csv")
+    assert not (tmp_path / "x.csv").exists()
+
+
 def test_long_csv_round_trip_is_exact(tmp_path):
     values = np.random.default_rng(2).normal(size=(4, 3, 2))
     values[1, 2, :] = np.nan  # cut short
@@ -167,14 +222,7 @@ def test_long_csv_round_trip_is_exact(tmp_path):
     t = make_table(values=values, run_ids=["a", "b", "c", "d"])
     path = tmp_path / "runs.csv"
     t.to_long_csv(path)
-    back = rj.RunTable.from_long_csv(
-        path,
-        run_column="run",
-        scale_column="scale",
-        step_column="step",
-        mixture_columns=t.domains,
-        metric_columns=t.metrics,
-    )
+    back = read_long_csv(path, t)
     assert back.equals(t)
     assert path.read_text().splitlines()[0] == "run,scale,step,d0,d1,d2,m0,m1"
     with pytest.raises(ValueError, match="would repeat"):

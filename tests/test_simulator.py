@@ -52,6 +52,27 @@ def test_inputs_may_be_numpy_or_jax_and_shapes_broadcast(sim, rng):
     assert sim(w[0], 150.0, 5_000).shape == (1,)
 
 
+def test_query_mixtures_are_renormalized_and_one_mixture_broadcasts(sim, rng):
+    """A mixture whose sum is off by less than the tolerance is accepted, so it must get the
+    answer of the renormalized mixture (it got the raw weights' answer, 1e-3 off); one mixture
+    at several scales is a batch, and batches that do not match say which argument is off."""
+    w = rng.dirichlet(np.ones(5), 4)
+    np.testing.assert_allclose(sim(w * 1.009, 150.0, 5_000), sim(w, 150.0, 5_000), rtol=1e-6)
+    m, s = np.array([60.0, 150.0, 400.0]), np.array([2_000, 5_000, 9_000])
+    np.testing.assert_allclose(sim(w[0], m, s), sim(np.repeat(w[:1], 3, 0), m, s), rtol=1e-6)
+    with pytest.raises(ValueError, match=r"mixtures \(4, 5\), scales \(3,\) and steps \(3,\) do"):
+        sim(w, m, s)
+    with pytest.raises(ValueError, match="do not form one batch"):
+        sim(w, np.full((4, 1), 150.0), 5_000)
+
+
+def test_options_are_checked_however_they_are_set(sim):
+    for bad in (-1.0, float("nan"), "loud", True):
+        with pytest.raises(ValueError, match="noise_sd must be"):
+            sim.with_options(noise_sd=bad)
+    assert sim.with_options(noise_sd="table").noise_sd == pytest.approx(sim.info["noise_sd"])
+
+
 def test_jit_and_vmap_give_the_eager_answer(sim, rng):
     w = rng.dirichlet(np.ones(5), 6)
     m = np.array([20.0, 60.0, 150.0, 400.0, 1000.0, 700.0])
@@ -105,6 +126,34 @@ def test_float32_queries_match_float64(noise_free_table, sim, rng):
     assert sim.params.alpha.dtype == jnp.float32
     y32 = np.asarray(sim(w, 300.0, 7000.0))
     np.testing.assert_allclose(y32, y64, rtol=1e-5)
+
+
+def test_float32_queries_keep_their_precision_when_the_inputs_are_nearly_parallel(rng):
+    """A small noise-free table whose fit puts the kernel's bias coordinate at its bound (100):
+    every input is then nearly parallel, and a cosine near 1 kept only ~1e-7 absolute
+    precision in float32, which cost 2e-4 relative error in the answers."""
+    w = np.random.default_rng(0).dirichlet(np.ones(3), 20)
+    scales, steps = np.repeat([20.0, 150.0], 10), np.array([100, 300, 1000])
+    coef = np.linspace(-0.5, 0.5, 3)
+    loss = lambda w, m, s: (
+        2.0 + 3.0 * (m / 20) ** -0.1 * (s / 100) ** -0.15 + w @ coef + 0.3 * w[..., 0] ** 2
+    )
+    values = loss(w[:, None, :], scales[:, None], steps[None, :].astype(float))[..., None]
+    table = rj.RunTable(
+        mixtures=w, scales=scales, steps=steps, values=values, mask=None,
+        domains=["a", "b", "c"], metrics=["loss"],
+    )  # fmt: skip
+    with jax.enable_x64(True):
+        sim64 = rj.Simulator(table)
+        q = rng.dirichlet(np.ones(3), 1000)
+        m, s = rng.choice([20.0, 150.0], 1000), rng.integers(100, 1001, 1000)
+        y64 = np.asarray(sim64(q, m, s))
+    assert sim64.info["feature_bias"] > 50  # the case this test is about
+    # the float32 Simulator a float32 construction gives: the same fit, its arrays cast
+    arrays, static = sim64.tree_flatten()
+    sim32 = rj.Simulator.tree_unflatten(static, jax.tree.map(lambda x: x.astype("float32"), arrays))
+    assert sim32.params.alpha.dtype == jnp.float32
+    np.testing.assert_allclose(np.asarray(sim32(q, m, s)), y64, rtol=2e-5)
 
 
 def test_queries_are_the_gp_prediction_at_the_table_scales_and_knots(noise_free_table):
@@ -171,6 +220,35 @@ def test_single_scale_and_single_step_tables_work(layout, rng):
     pred = np.asarray(sim(q, m, s))
     assert np.isfinite(pred).all()
     assert np.corrcoef(pred, f(q, m, s))[0, 1] > 0.95
+
+
+@pytest.mark.parametrize("layout", ["each scale at its own step", "runs at different steps"])
+def test_tables_of_final_values_only_work(layout, rng):
+    """Runs that report one value each (their final one), at steps that differ between scales
+    or between runs, leave no learning curve to fit; construction used to crash on them."""
+    K, R = 3, 36
+    w = rng.dirichlet(np.ones(K), R)
+    f = lambda w, m, s: 3.0 + np.log(w[:, 0] + 0.05) * 0.3 - 0.1 * np.log(m) - 0.2 * np.log(s)
+    steps = np.array([1000, 3000, 10_000])
+    if layout == "each scale at its own step":
+        scales, at = np.repeat([20.0, 60.0, 150.0], R // 3), np.repeat([0, 1, 2], R // 3)
+    else:
+        scales, at = np.full(R, 60.0), rng.integers(0, 3, R)
+    values = np.full((R, 3, 1), np.nan)
+    values[np.arange(R), at, 0] = f(w, scales, steps[at])
+    table = rj.RunTable(
+        mixtures=w, scales=scales, steps=steps, values=values, mask=None,
+        domains=list("abc"), metrics=["loss"],
+    )  # fmt: skip
+    sim = rj.Simulator(table)
+    assert np.isfinite(sim.info["noise_sd"])
+    # noise-free runs are reproduced (to within 1% of the metric's spread over mixtures, ~0.9,
+    # where one run per step leaves the scale's curve and the runs' offsets confounded)
+    atol = 1e-3 if layout == "each scale at its own step" else 1e-2
+    np.testing.assert_allclose(sim(w, scales, steps[at]), values[np.arange(R), at, 0], atol=atol)
+    q = rng.dirichlet(np.ones(K), 20)
+    m, s = np.full(20, scales[-1]), np.full(20, float(steps[at[-1]]))
+    assert np.corrcoef(np.asarray(sim(q, m, s)), f(q, m, s))[0, 1] > 0.95
 
 
 def test_a_domain_no_run_uses_is_ignored_with_a_warning(rng):

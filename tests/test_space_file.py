@@ -60,6 +60,15 @@ def test_a_minimal_file_with_labels_lists_and_the_6nd_cost():
         (_edited("tokens_per_step = 524288", "tokens_per_step = -1"), "positive integer"),
         (_edited("tokens_per_step = 524288", "tokens = 1"), r"unknown keys \['tokens'\]"),
         (_edited("[cost]", '[cost]\ngflops_per_step = { "20" = 1.0 }'), "no entry for scales"),
+        (
+            _edited("steps = 19500 }", 'steps = "19.5k" }'),
+            "target steps: '19.5k' is not a positive whole number of training steps",
+        ),
+        (_edited("steps = 19500 }", "steps = 19500.5 }"), "19500.5 is not a positive whole number"),
+        (
+            _edited("[cost]", '[cost]\ngflops_per_step = { "20" = "107k" }'),
+            "gflops_per_step for scale '20': '107k' is not a number",
+        ),
     ],
 )
 def test_mistakes_name_the_key_and_the_fix(text, match):
@@ -82,3 +91,19 @@ def test_init_writes_checks_and_refuses_to_overwrite(tmp_path, capsys):
     assert path.read_text() == space_file.EXAMPLE
     assert main(["init", "--check", str(tmp_path / "absent.toml")]) == 2
     assert "recipes-jax init --space" in capsys.readouterr().err
+
+
+def test_files_as_editors_save_them_and_paths_that_do_not_work(tmp_path, capsys):
+    path = tmp_path / "space.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + space_file.EXAMPLE.replace("\n", "\r\n").encode())
+    assert space_file.load_space(path).domains == rj.Space.paper().domains  # BOM, CRLF
+    # a folder that does not exist is named, not a temporary file inside it
+    assert main(["init", "--space", str(tmp_path / "campaign" / "space.toml")]) == 2
+    err = capsys.readouterr().err
+    assert f"folder {tmp_path / 'campaign'} does not exist" in err and ".tmp" not in err
+    # a mistyped ledger path is "not found", not "has no runs" (which invites a fresh ledger)
+    argv = ["record", "--space", str(path), "--id", "r1", "--value", "2.5", "--ledger"]
+    assert main([*argv, str(tmp_path / "run.csv")]) == 2
+    assert "no ledger at" in capsys.readouterr().err
+    assert main([*argv, str(tmp_path)]) == 2  # a folder: one line, exit 2, no traceback
+    assert "is a folder" in capsys.readouterr().err

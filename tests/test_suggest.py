@@ -111,3 +111,70 @@ def test_suggest_command(tmp_path, capsys):
     assert [r.status for r in ledger.read_ledger(runs, SPACE)] == ["pending", "pending"]
     assert main([*argv, "-n", "0"]) == 2
     assert "at least one run" in capsys.readouterr().err
+
+
+def done_run(i, space=SPACE):
+    """A finished run at the cheapest scale with a three-point learning curve."""
+    w = np.full(space.num_domains, 0.1 / (space.num_domains - 1))
+    w[i % space.num_domains] = 0.9
+    steps = space.steps[-1]
+    curve = ((steps // 3, 3.0 + i / 100), (2 * steps // 3, 2.8 + i / 100))
+    return ledger.LedgerRun(
+        f"r{i + 1}", "done", tuple(w), space.scales[0], steps, 2.7 + i / 100, curve=curve
+    )
+
+
+def test_suggest_keeps_every_ledger_observation_and_holds_every_pending_run():
+    """The quick preset's buffer holds 32 rows and mfms_bo holds 8 pending runs; a ledger
+    with more must not lose any of them silently (they once were: the cheapest rows were
+    evicted and pending runs beyond 8 dropped)."""
+    from recipes_jax.suggest import _sized_to_fit
+
+    finished = [done_run(i) for i in range(20)]  # 3 observations each: 60 rows
+    pending = [
+        ledger.LedgerRun(f"p{i}", "pending", r.mixture, r.scale, r.steps)
+        for i, r in enumerate(finished[:10])
+    ]
+    options = {**OPTIONS, "capacity": 32, "max_pending": 8}
+    strategy = _sized_to_fit(SPACE, [*finished, *pending], 3, options)
+    state = replay(strategy, [*finished, *pending], jax.random.key(0))
+    assert int(state.obs.count) == 60
+    assert int(np.sum(np.asarray(state.pending.active))) == 10
+    assert state.pending.active.shape[0] >= 13  # the 10 held plus the 3 to be proposed
+    # options that already fit are left alone
+    small = _sized_to_fit(SPACE, finished[:2], 1, options)
+    shapes = jax.eval_shape(small.init, jax.random.key(0))
+    assert shapes.obs.x.shape[0] == 32 and shapes.pending.active.shape[0] == 8
+
+
+def test_suggest_command_keeps_a_result_recorded_while_it_computes(tmp_path, capsys, monkeypatch):
+    """suggest reads the ledger, computes for a minute, then writes: a record made meanwhile
+    used to be overwritten by the copy it read at the start."""
+    import recipes_jax.suggest as suggest_module
+    from recipes_jax.cli import main
+
+    space, runs = tmp_path / "space.toml", tmp_path / "runs.csv"
+    assert main(["init", "--space", str(space)]) == 0
+    pending = ledger.LedgerRun("r1", "pending", (0.2,) * 5, 20.0, 6500)
+    ledger.write_ledger(runs, SPACE, [pending])
+    real_suggest = suggest_module.suggest
+
+    def suggest_while_someone_records(*args, **kwargs):
+        new = real_suggest(*args, **kwargs)
+        assert main(["record", "--space", str(space), "--ledger", str(runs), "--id", "r1",
+                     "--value", "2.5", "--note", "meanwhile"]) == 0  # fmt: skip
+        ledger.write_ledger(runs, SPACE, [*ledger.read_ledger(runs, SPACE), replace_id(new[0])])
+        return new
+
+    def replace_id(run):  # another suggest took the id this one chose
+        return ledger.LedgerRun(run.id, "pending", run.mixture, run.scale, run.steps)
+
+    monkeypatch.setattr(suggest_module, "suggest", suggest_while_someone_records)
+    argv = ["suggest", "--space", str(space), "--ledger", str(runs), "--preset", "quick"]
+    assert main([*argv, "-n", "1"]) == 0
+    captured = capsys.readouterr()
+    assert "changed while the runs were chosen" in captured.err
+    back = ledger.read_ledger(runs, SPACE)
+    assert [r.id for r in back] == ["r1", "r2", "r3"]  # the clashing new id was renumbered
+    assert back[0].status == "done" and back[0].value == 2.5 and back[0].note == "meanwhile"
+    assert back[2].mixture == back[1].mixture and back[2].status == "pending"

@@ -10,6 +10,8 @@ import csv
 import io
 import os
 import warnings
+import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -53,6 +55,83 @@ def _unique_names(names: Sequence[str], what: str) -> tuple[str, ...]:
     if dupes:
         raise ValueError(f"duplicate {what} {sorted(set(dupes))[:5]}; each must be unique")
     return names
+
+
+_NOT_A_TABLE = "not a run table .npz written by RunTable.save"
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # an npz is a zip archive (the second: empty)
+
+
+def _what_file(path, head: bytes) -> str:
+    """What the file at ``path``, not an npz, looks like from its first bytes ``head``, and how
+    to get a run table from it."""
+    if not head:
+        return "it is empty; save the table again with RunTable.save, or give the right file"
+    if head.startswith(b"\x93NUMPY"):
+        return (
+            "it holds a single numpy array (.npy); give the path of the .npz that "
+            "RunTable.save wrote"
+        )
+    if head.startswith(b"\x80"):
+        return (
+            "it looks like a pickle, such as the paper's data_mixing_runs.pkl, which is never "
+            "loaded here (loading a pickle can run code); if you trust where it came from, "
+            f"convert it once: recipes-jax convert {path} --trusted -o runs.npz (or "
+            "RunTable.from_paper_pickle(path, trusted=True).save('runs.npz'))"
+        )
+    if b"\x00" not in head:
+        return (
+            "it looks like a text file; read a CSV of runs with RunTable.from_long_csv(path, "
+            "...) or RunTable.from_wide_csvs(mixtures_path, values_path, ...), then save it with "
+            "RunTable.save('runs.npz')"
+        )
+    return "give the path of a file that RunTable.save wrote"
+
+
+def _read_npz(path) -> dict[str, np.ndarray]:
+    """Every array of the npz at ``path``, read without pickle; a clear error for any other
+    file."""
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{path} is a folder; give the path of a .npz file")
+    with open(path, "rb") as f:
+        head = f.read(512)
+    if not head.startswith(_ZIP_MAGIC):
+        raise ValueError(f"{path} is {_NOT_A_TABLE}: {_what_file(path, head)}")
+    try:
+        with np.load(os.fspath(path), allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except ValueError as e:
+        if "pickle" not in str(e):
+            raise _damaged(path, e) from None
+        raise ValueError(
+            f"{path} is {_NOT_A_TABLE}: it holds pickled objects, which are never loaded; "
+            "give the path of a file that RunTable.save wrote"
+        ) from None
+    except (zipfile.BadZipFile, EOFError, zlib.error) as e:
+        raise _damaged(path, e) from None
+
+
+def _damaged(path, error: Exception) -> ValueError:
+    return ValueError(
+        f"{path} is a damaged or cut-short .npz ({type(error).__name__}: {error}), not a "
+        "readable run table; save the table again with RunTable.save, or use another copy"
+    )
+
+
+def _check_csv_names(header: Sequence[str], run_ids: Sequence[str]) -> None:
+    """Refuse names a long CSV cannot give back: a column named twice, a name that is empty
+    or starts or ends with spaces (a CSV reader strips them)."""
+    clash = sorted({h for h in header if header.count(h) > 1})
+    if clash:
+        raise ValueError(
+            f"column names {clash} would repeat in the CSV (a domain named like a metric or "
+            "like run/scale/step); rename them first"
+        )
+    padded = [n for n in (*header, *run_ids) if not n or n != n.strip()]
+    if padded:
+        raise ValueError(
+            f"names {padded[:5]} are empty or start or end with spaces, which a CSV reader "
+            "drops; rename them first (e.g. strip the spaces)"
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -261,8 +340,14 @@ class RunTable:
         )
 
     def select_runs(self, keep) -> RunTable:
-        """A new table with the runs where boolean ``keep`` [R] is True (or integer indices)."""
-        idx = np.arange(self.num_runs)[np.asarray(keep)]
+        """A new table with the runs where boolean ``keep`` [R] is True (or integer indices).
+
+        Keeping no run (an all-False mask, an empty list) raises the empty-table ``ValueError``.
+        """
+        keep = np.asarray(keep)
+        if keep.size == 0:  # [] is float64 to numpy, which refuses it as an index
+            keep = np.zeros(0, dtype=np.int64)
+        idx = np.arange(self.num_runs)[keep]
         return RunTable(
             mixtures=self.mixtures[idx],
             scales=self.scales[idx],
@@ -350,27 +435,26 @@ class RunTable:
         atomic_write(path, lambda f: np.savez(f, **arrays), prefix=".runtable-")
 
     def to_long_csv(self, path: str | os.PathLike) -> None:
-        """Write the table as a long CSV, atomically: one row per (run, step) with any value,
-        columns ``run, scale, step``, one per domain (weights), one per metric (empty where
-        not observed). Read it back with::
+        """Write the table as a long CSV, atomically: columns ``run, scale, step``, one per
+        domain (weights), one per metric (empty where not observed). Read it back with::
 
             RunTable.from_long_csv(path, run_column="run", scale_column="scale",
                                    step_column="step", mixture_columns=table.domains,
                                    metric_columns=table.metrics)
+
+        which gives back an equal table (:meth:`equals`). There is one row per (run, step) with
+        any value, plus rows with every metric empty where needed to keep the rest: one for a
+        run with no value at all (at the first step) and, on the first run, one for each step
+        no run has a value at.
         """
         header = ["run", "scale", "step", *self.domains, *self.metrics]
-        clash = sorted({h for h in header if header.count(h) > 1})
-        if clash:
-            raise ValueError(
-                f"column names {clash} would repeat in the CSV (a domain named like a metric or "
-                "like run/scale/step); rename them first"
-            )
+        _check_csv_names(header, self.run_ids)
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(header)
         for i, run in enumerate(self.run_ids):
             weights = [repr(float(w)) for w in self.mixtures[i]]
-            for j in np.flatnonzero(self.mask[i].any(axis=1)):
+            for j in self._long_csv_steps(i):
                 cells = [repr(float(v)) if ok else "" for v, ok in
                          zip(self.values[i, j], self.mask[i, j], strict=True)]  # fmt: skip
                 writer.writerow([run, repr(float(self.scales[i])), int(self.steps[j]), *weights,
@@ -378,23 +462,29 @@ class RunTable:
         text = out.getvalue().encode()
         atomic_write(path, lambda f: f.write(text), prefix=".runtable-")
 
+    def _long_csv_steps(self, run: int) -> np.ndarray:
+        """Indices of the steps :meth:`to_long_csv` writes a row for, for run ``run``."""
+        observed = self.mask[run].any(axis=1)
+        if run == 0:
+            observed = observed | ~self.mask.any(axis=(0, 2))  # steps no run reached
+        if not observed.any():
+            observed[0] = True  # a run with no value: one empty row keeps it
+        return np.flatnonzero(observed)
+
     @classmethod
     def load(cls, path: str | os.PathLike) -> RunTable:
-        """Read a table written by :meth:`save`. Never unpickles (``allow_pickle=False``)."""
-        try:
-            with np.load(os.fspath(path), allow_pickle=False) as data:
-                contents = {k: data[k] for k in data.files}
-        except ValueError as e:
-            raise ValueError(
-                f"{path} is not a RunTable file written by RunTable.save "
-                f"(it holds pickled objects, which are never loaded): {e}"
-            ) from None
+        """Read a table written by :meth:`save`. Never unpickles (``allow_pickle=False``).
+
+        Any other file (a CSV, a pickle, a ``.npy``, an empty or damaged file, a folder) is
+        refused with a message saying what it looks like and how to get a run table from it.
+        """
+        contents = _read_npz(path)
         fmt = str(contents.get("format", ""))
         missing = [n for n in (*_ARRAYS, *_NAMES) if n not in contents]
         if fmt != _FORMAT or missing:
             raise ValueError(
-                f"{path} is not a RunTable file written by RunTable.save "
-                f"(format {fmt or 'unknown'!r}, missing {missing})"
+                f"{path} is {_NOT_A_TABLE} (an npz with format {fmt or 'unknown'!r}, missing "
+                f"{missing}); give the path of a file that RunTable.save wrote"
             )
         return cls(
             mixtures=contents["mixtures"],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -18,6 +20,25 @@ from recipes_jax.space import check_mixtures
 __all__ = ["Simulator"]
 
 _query = jax.jit(evaluate, static_argnames=("clamp",))
+
+
+def _noise_sd(noise_sd, info: dict | None) -> float:
+    """A checked observation-noise sd: a finite number >= 0, or ``"table"`` (the eval noise
+    the fit estimated, ``info["noise_sd"]``)."""
+    if isinstance(noise_sd, str) and noise_sd == "table":
+        if info is None:
+            raise ValueError(
+                "noise_sd='table' needs the fit's estimate, which a Simulator rebuilt from its "
+                "arrays (tree_unflatten) does not keep; give a number instead"
+            )
+        return float(info["noise_sd"])
+    try:
+        value = math.nan if isinstance(noise_sd, str | bool) else float(noise_sd)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"noise_sd must be a finite number >= 0 or 'table'; got {noise_sd!r}")
+    return value
 
 
 def _is_traced(*xs) -> bool:
@@ -71,13 +92,10 @@ class Simulator:
             metric = 0
         metric_name = table.metrics[table.metric_index(metric)]
         params, info = fit_interpolant(table, metric_name, max_step_knots=max_step_knots, seed=seed)
-        if noise_sd == "table":
-            noise_sd = info["noise_sd"]
-        elif isinstance(noise_sd, str) or not (np.isfinite(noise_sd) and noise_sd >= 0):
-            raise ValueError(f"noise_sd must be a number >= 0 or 'table'; got {noise_sd!r}")
+        noise_sd = _noise_sd(noise_sd, info)
         dtype = jnp.result_type(float)
         self._params = InterpolantParams(*(jnp.asarray(x, dtype=dtype) for x in params))
-        self._static = (metric_name, tuple(table.domains), bool(clamp), float(noise_sd))
+        self._static = (metric_name, tuple(table.domains), bool(clamp), noise_sd)
         self.info = info
 
     # -- pytree protocol: arrays are children, names and options are static
@@ -128,15 +146,16 @@ class Simulator:
         return round(float(np.exp(lo))), round(float(np.exp(hi)))
 
     def with_options(
-        self, *, noise_sd: float | None = None, clamp: bool | None = None
+        self, *, noise_sd: float | str | None = None, clamp: bool | None = None
     ) -> Simulator:
-        """A copy sharing the fitted interpolant with other noise / clamping options."""
+        """A copy sharing the fitted interpolant with other noise / clamping options
+        (``noise_sd`` as in the constructor, ``"table"`` included)."""
         metric, domains, old_clamp, old_noise = self._static
         static = (
             metric,
             domains,
             old_clamp if clamp is None else bool(clamp),
-            old_noise if noise_sd is None else float(noise_sd),
+            old_noise if noise_sd is None else _noise_sd(noise_sd, self.info),
         )
         sim = Simulator.tree_unflatten(static, (self._params,))
         sim.info = self.info
@@ -178,18 +197,29 @@ class Simulator:
     def __call__(self, w, m, s, *, key: jax.Array | None = None) -> jax.Array:
         """Metric values [B] at mixtures w [B, K], scales m [B] (millions), steps s [B].
 
-        ``w`` may be a single mixture [K]; ``m`` and ``s`` may be scalars (broadcast to B).
-        Inputs may be numpy or jax arrays. With observation noise on, ``key`` is required.
+        ``w`` may be a single mixture [K] and ``m``, ``s`` scalars: each is repeated for the
+        batch. Mixtures are renormalized to sum to 1 (their sums may be off by the stated
+        tolerance). Inputs may be numpy or jax arrays. With observation noise on, ``key`` is
+        required.
         """
-        w = jnp.atleast_2d(jnp.asarray(w))
-        batch = (w.shape[0],)
-        m = jnp.broadcast_to(jnp.asarray(m), batch)
-        s = jnp.broadcast_to(jnp.asarray(s), batch)
-        if w.shape[-1] != len(self.domains):
+        w, m, s = jnp.atleast_2d(jnp.asarray(w)), jnp.asarray(m), jnp.asarray(s)
+        if w.ndim != 2 or w.shape[-1] != len(self.domains):
             raise ValueError(
                 f"mixtures must have {len(self.domains)} weights (domains {list(self.domains)}); "
                 f"got shape {tuple(w.shape)}: give one weight per domain, in that order"
             )
+        try:
+            if m.ndim > 1 or s.ndim > 1:
+                raise ValueError
+            batch = np.broadcast_shapes((w.shape[0],), m.shape, s.shape)
+        except ValueError:
+            raise ValueError(
+                f"mixtures {tuple(w.shape)}, scales {tuple(m.shape)} and steps {tuple(s.shape)} "
+                "do not form one batch: give B mixtures [B, K] with B scales [B] and B steps "
+                "[B]; one mixture [K], one scale or one step is repeated for the whole batch"
+            ) from None
+        w = jnp.broadcast_to(w, (*batch, w.shape[-1]))
+        m, s = jnp.broadcast_to(m, batch), jnp.broadcast_to(s, batch)
         if not _is_traced(w, m, s):  # mixtures are checked even with clamp=True
             self._validate(np.asarray(w), np.asarray(m), np.asarray(s))
         value = _query(self._params, w, m, s, clamp=self.clamp)

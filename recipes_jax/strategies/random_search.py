@@ -6,6 +6,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from recipes_jax import optimize
 from recipes_jax.space import Space
@@ -34,6 +35,11 @@ def random_search(space: Space, *, concentration: float = 1.0) -> Strategy:
 
     Recommends the mixture of the best run told so far (the uniform mixture before any).
     """
+    if not (np.isfinite(concentration) and concentration > 0):
+        raise ValueError(
+            f"concentration must be a positive number (1: uniform on the simplex, below 1: "
+            f"sparser mixtures); got {concentration!r}"
+        )
     K = space.num_domains
     sign = sign_of(space)
     target_scale, target_steps = space.target

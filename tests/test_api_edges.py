@@ -1,0 +1,79 @@
+"""Edge cases of the public API that once failed obscurely (each found by an audit that used
+the library as a notebook researcher would): wrong environments, legacy keys, degenerate
+plots, float32 budgets, and arguments that used to be accepted and then misbehaved."""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import recipes_jax as rj
+from recipes_jax import analysis
+
+# float32 makes space.cost(*target) 1.0000001 here (two ulps above 1)
+SPACE = rj.Space(
+    domains=["a", "b", "c"], scales=[20.0, 60.0, 150.0], steps=[100, 200, 400, 800],
+    target=(150.0, 800),
+)  # fmt: skip
+
+
+def env(w, m, s):
+    return jnp.sum((w - jnp.array([0.2, 0.3, 0.5])) ** 2, axis=-1)
+
+
+def test_a_budget_of_n_target_runs_plans_n_runs_in_float32():
+    assert float(SPACE.cost(*SPACE.target)) != 1.0  # the rounding this test is about
+    for make in (rj.random_search, rj.single_fidelity_bo):
+        assert [make(SPACE).default_num_asks(b) for b in (1.0, 9.0, 50.0, 200.0)] == [1, 9, 50, 200]
+    trace = rj.run_campaign(rj.random_search(SPACE), env, 50.0, jax.random.key(0))
+    assert trace.cost.shape == (50,) and bool(trace.active.all())
+
+
+def test_an_environment_of_the_wrong_shape_is_named():
+    wrong = lambda w, m, s: env(w, m, s)[:, None]  # [B, 1] instead of [B]
+    with pytest.raises(ValueError, match=r"env must return one value per query.*not \(1,\)"):
+        rj.run_campaign(rj.random_search(SPACE), wrong, 2.0, jax.random.key(0))
+
+
+def test_sweeps_take_legacy_keys_and_refuse_none():
+    strategy = rj.random_search(SPACE)
+    typed = rj.sweep(strategy, env, 2.0, jax.random.split(jax.random.key(0), 2))
+    legacy = rj.sweep(strategy, env, 2.0, jax.random.split(jax.random.PRNGKey(0), 2))
+    np.testing.assert_array_equal(typed.values, legacy.values)
+    with pytest.raises(ValueError, match="keys is empty"):
+        rj.sweep(strategy, env, 2.0, jax.random.split(jax.random.key(0), 0))
+
+
+@pytest.mark.parametrize("make", [rj.random_search, rj.hyperband])
+def test_tell_takes_one_value_per_run(make):
+    strategy = make(SPACE)
+    proposal, state = strategy.ask(strategy.init(jax.random.key(0)), jax.random.key(1))
+    for value in (jnp.array([1.0]), jnp.array([1.0, 2.0])):
+        with pytest.raises(ValueError, match="tell takes one value per run"):
+            strategy.tell(state, proposal, value)
+
+
+@pytest.mark.parametrize("concentration", [0.0, -1.0, float("nan")])
+def test_random_search_refuses_a_concentration_that_gives_no_mixtures(concentration):
+    with pytest.raises(ValueError, match="concentration must be a positive number"):
+        rj.random_search(SPACE, concentration=concentration)
+
+
+def test_a_string_where_a_list_belongs_is_refused():
+    with pytest.raises(ValueError, match=r"domains must be a list.*got the string 'web'"):
+        rj.Space(domains="web", scales=[20], steps=[100], target=(20, 100))
+
+
+@pytest.mark.parametrize("regrets", [np.full((3, 4), np.inf), np.zeros((3, 4))])
+def test_plot_regret_with_nothing_to_draw_on_a_log_axis(tmp_path, regrets):
+    """A budget below one target run leaves every regret inf, a solved problem every regret
+    0: neither can go on a log axis, which crashed matplotlib after nothing was written."""
+    grid = np.array([0.5, 1.0, 2.0, 4.0])
+    png = analysis.plot_regret({"m": (grid, regrets)}, tmp_path / "regret.png")
+    assert png.stat().st_size > 0
+    data = json.loads((tmp_path / "regret.json").read_text())
+    assert data["methods"]["m"]["num_seeds"] == 3
