@@ -97,6 +97,11 @@ def token_streams(
     arrays = []
     for k, stream in enumerate(streams):
         what = _domain_name(k, names)
+        if isinstance(stream, str | bytes):
+            raise ValueError(
+                f"{what} is text ({type(stream).__name__}), not token ids: tokenize it first, "
+                "e.g. bytes as tokens: np.frombuffer(text.encode('utf-8'), np.uint8)"
+            )
         array = np.asarray(stream)
         if array.ndim != 1:
             raise ValueError(

@@ -71,6 +71,12 @@ def report(result, steps: int, checkpoints: Sequence[int]) -> tuple[float, np.nd
     """
     checkpoints = [int(c) for c in checkpoints]
     steps = int(steps)
+    if result is None:
+        raise ValueError(
+            "train_and_eval returned None (a missing `return`?); return the metric at the "
+            "run's steps: a number, a {step: value} dict or a LearningCurve (a run that blew "
+            "up: return float('nan'))"
+        )
     if isinstance(result, LearningCurve):
         result = dict(
             zip(
@@ -80,7 +86,7 @@ def report(result, steps: int, checkpoints: Sequence[int]) -> tuple[float, np.nd
             )
         )
     if isinstance(result, Mapping):
-        points = {int(s): float(v) for s, v in result.items()}
+        points = {int(s): _point(v, int(s)) for s, v in result.items()}
         if steps not in points:
             raise ValueError(
                 f"the learning curve has no value at the run's {steps} steps (it has steps "
@@ -102,11 +108,37 @@ def report(result, steps: int, checkpoints: Sequence[int]) -> tuple[float, np.nd
     return float(values[-1]), np.where(reached, values[:-1], np.nan)
 
 
+def _point(value, step: int) -> float:
+    """One value of a ``{step: value}`` learning curve as a float (a size-1 array is one)."""
+    array = np.asarray(np.nan if value is None else value, dtype=object)
+    if value is None or array.size != 1:
+        raise ValueError(
+            f"the learning curve's value at step {step} is {value!r}; give one number per step"
+        )
+    try:
+        return float(array.reshape(()).item())
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"the learning curve's value at step {step} is {value!r}, not a number"
+        ) from None
+
+
 def _batch_results(results, q: int, num_checkpoints: int) -> list:
     """Split a batched function's output into q per-run results."""
+    shape_hint = (
+        f"a batched train_and_eval for {q} runs must return [{q}] final values or "
+        f"[{q}, {num_checkpoints + 1}] (checkpoints, then final), or a list of {q} results"
+    )
+    if results is None:
+        raise ValueError(f"{shape_hint}; it returned None (a missing `return`?)")
     if isinstance(results, Sequence) and not isinstance(results, str | bytes):
         results = list(results)
         structured = any(isinstance(r, Mapping | LearningCurve) for r in results)
+        if structured and len(results) != q:
+            raise ValueError(f"{shape_hint}; it returned {len(results)}")
+        if any(r is None for r in results):
+            raise ValueError(f"{shape_hint}; run {[r is None for r in results].index(True)} of "
+                             "its results is None (a missing `return`?)")  # fmt: skip
         if len(results) == q and (structured or not all(np.ndim(r) == 0 for r in results)):
             return results
     values = np.asarray(results, np.float64)
@@ -114,10 +146,7 @@ def _batch_results(results, q: int, num_checkpoints: int) -> list:
         return list(values)
     if values.shape == (q, num_checkpoints + 1):
         return list(values)
-    raise ValueError(
-        f"a batched train_and_eval for {q} runs must return [{q}] final values or "
-        f"[{q}, {num_checkpoints + 1}] (checkpoints, then final); got shape {values.shape}"
-    )
+    raise ValueError(f"{shape_hint}; got shape {values.shape}")
 
 
 def _call(obj: Objective, mixtures: np.ndarray, scale: float, steps: int, keys, checkpoints):
@@ -229,6 +258,9 @@ def run_loop(
     total = strategy.default_num_asks(float(budget)) if num_asks is None else int(num_asks)
     checkpoints = tuple(strategy.checkpoints)
     ask, tell = jax.jit(strategy.ask), jax.jit(strategy.tell)
+    if not jax.dtypes.issubdtype(jnp.asarray(key).dtype, jax.dtypes.prng_key):
+        key = jax.random.wrap_key_data(key)  # a legacy PRNGKey: hand typed keys [q] on, as
+        # run_campaign does
     k_init, k_run = jax.random.split(key)
     state = strategy.init(k_init)
     dtype = jnp.result_type(float)

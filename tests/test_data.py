@@ -186,6 +186,8 @@ def test_token_streams_pads_and_records_lengths():
         (np.arange(4), {}, "wrap a single domain in a list"),
         ([[1, 2, 3], [1]], {"min_length": 2, "names": ["a", "b"]}, r"domain 1 \('b'\) has 1"),
         ([[1, 2]], {"names": ["a", "b"]}, "2 names for 1 streams"),
+        ([[1, 2], "some text"], {}, r"domain 1 is text \(str\), not token ids.*np.frombuffer"),
+        ([b"bytes"], {}, r"domain 0 is text \(bytes\)"),
     ],
 )
 def test_token_streams_errors(streams, kwargs, match):

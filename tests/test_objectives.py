@@ -119,3 +119,35 @@ def test_a_diverged_run_is_recorded_and_not_learned_from(world):
     assert np.isnan(trace.values[small & trace.active]).all()
     assert np.isfinite(trace.recommendation).all()
     assert np.isfinite(trace.proposals.mixture).all()
+
+
+def test_results_that_are_not_a_metric_are_refused_with_the_fix():
+    """A training function that forgets to `return` gave None, read as NaN: every run was
+    recorded as diverged, silently."""
+    from recipes_jax.objectives import _batch_results
+
+    with pytest.raises(ValueError, match=r"returned None \(a missing `return`\?\)"):
+        report(None, 100, ())
+    with pytest.raises(ValueError, match=r"run 1 of its results is None"):
+        _batch_results([1.0, None], 2, 0)
+    with pytest.raises(ValueError, match=r"for 1 runs must return .*; it returned 2"):
+        _batch_results([{100: 1.0}, {100: 2.0}], 1, 0)
+    assert report({100: jnp.asarray([2.5])}, 100, ())[0] == 2.5  # as a bare [1] array is
+    with pytest.raises(ValueError, match="value at step 100 is None; give one number per step"):
+        report({100: None}, 100, ())
+    with pytest.raises(ValueError, match=r"value at step 100 is .*give one number per step"):
+        report({100: np.ones(2)}, 100, ())
+
+
+def test_run_loop_hands_typed_keys_to_the_training_function_even_from_a_legacy_key():
+    space = rj.Space(domains=["a", "b"], scales=[20], steps=[100], target=(20, 100))
+    seen = []
+
+    def train(w, m, s, keys):
+        seen.append((keys.shape, jax.dtypes.issubdtype(keys.dtype, jax.dtypes.prng_key)))
+        return np.sum(np.asarray(w) ** 2, axis=-1)
+
+    obj = rj.objective(train, batched=True)
+    for key in (jax.random.key(0), jax.random.PRNGKey(0)):
+        rj.run_loop(rj.random_search(space), obj, 2.0, key, batch_size=2)
+    assert seen == [((2,), True)] * 2  # one round of 2 runs per campaign
