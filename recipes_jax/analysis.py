@@ -736,12 +736,12 @@ def plot_regret(
         bad = ~np.isfinite(y) | ((y <= 0) if log_y else False)
         return np.where(bad, np.nan, y)
 
+    costs = np.concatenate([s["cost"] for s in summary.values()])
     nothing = all(
         np.isnan(drawable(s[k])).all() for s in summary.values() for k in ("median", "q25", "q75")
     )
     if nothing:  # e.g. a budget below one target run (regret inf), or every regret exactly 0
         log_y = False
-        costs = np.concatenate([s["cost"] for s in summary.values()])
         ax.set_xlim(costs.min(), costs.max())  # no drawn point gives the axis its limits
         ax.text(
             0.5,
@@ -757,7 +757,7 @@ def plot_regret(
         ax.fill_between(
             s["cost"], drawable(s["q25"]), drawable(s["q75"]), color=line.get_color(), alpha=0.2
         )
-    _log_cost_axis(ax, np.concatenate([s["cost"] for s in summary.values()]))
+    _log_cost_axis(ax, costs)
     if log_y:
         ax.set_yscale("log")
     ax.set_xlabel("cumulative cost (full target runs)")

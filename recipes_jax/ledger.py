@@ -384,8 +384,9 @@ def _outcome(run: LedgerRun, value, curve, status, note) -> LedgerRun:
     """``run`` with a recorded outcome (see :func:`record` for the rules)."""
     where = f"run {run.id!r}"
     given_curve = tuple((int(s), float(v)) for s, v in curve)
-    # correcting an earlier record (--force) without a new curve keeps the old one
-    curve = given_curve or (run.curve if run.status != "pending" else ())
+    # correcting an earlier record (--force) without a new curve keeps the old one (a pending
+    # run has none)
+    curve = given_curve or run.curve
     if status == "pending":
         raise ValueError("record sets an outcome: status done, failed or diverged")
     if value is None:
