@@ -82,10 +82,29 @@ def write_report(path, report):
 
 
 # ---------------------------------------------------------------------------- reference GP
-def plain_ard_gp(X, y, Xq, *, kernel_name="rbf"):
+def deep_arc_cosine_gram(F1, F2, biases):
+    """The covariance of an infinitely wide ReLU network with ``len(biases) + 1`` hidden layers
+    (Cho & Saul's recursion of the order-1 arc-cosine kernel): [N1, N2] for features F1 [N1, D]
+    and F2 [N2, D] that already carry the first layer's bias coordinate; ``biases`` are the
+    variances added before each deeper layer."""
+    k12, k11, k22 = F1 @ F2.T, jnp.sum(F1 * F1, 1), jnp.sum(F2 * F2, 1)
+    for depth in range(len(biases) + 1):
+        if depth:
+            k12, k11, k22 = (
+                k12 + biases[depth - 1],
+                k11 + biases[depth - 1],
+                k22 + biases[depth - 1],
+            )
+        norms = jnp.sqrt(k11[:, None] * k22[None, :])
+        k12 = norms * rj.kernels.arc_cosine_of_cos(k12 / norms)  # the diagonals keep their values
+    return k12
+
+
+def plain_ard_gp(X, y, Xq, *, kernel_name="rbf", depth=1):
     """Exact GP, constant mean, ML-II hyperparameters; ARD squared-exponential (tinygp), or
     ``kernel_name="arc_cosine"``: the simulator's order-1 arc-cosine kernel over the centred
-    inputs divided by ARD lengthscales, plus a fitted bias coordinate."""
+    inputs divided by ARD lengthscales, plus a fitted bias coordinate; ``depth`` > 1 composes it
+    (the covariance of a deeper infinitely wide ReLU network, one fitted bias per layer)."""
     X, y, Xq = (jnp.asarray(a, jnp.float64) for a in (X, y, Xq))
     mu, sd = y.mean(), y.std()
     ys = (y - mu) / sd
@@ -101,7 +120,8 @@ def plain_ard_gp(X, y, Xq, *, kernel_name="rbf"):
                 return jnp.concatenate([Z, jnp.full((len(Z), 1), jnp.exp(p[D + 2]))], axis=1)
 
             return lambda X1, X2: (
-                jnp.exp(p[D]) * rj.kernels.ArcCosine.gram(features(X1), features(X2))
+                jnp.exp(p[D])
+                * deep_arc_cosine_gram(features(X1), features(X2), jnp.exp(p[D + 3 :]))
             )
         return jnp.exp(p[D]) * tinygp.transforms.Linear(
             jnp.exp(-p[:D]), tinygp.kernels.ExpSquared()
@@ -112,7 +132,8 @@ def plain_ard_gp(X, y, Xq, *, kernel_name="rbf"):
         noise = jnp.full(len(ys), jnp.exp(p[D + 1]) + 1e-6)
         return gp.reml_nll(K, noise, ys, jnp.ones(len(ys), bool), ones)[0] / len(ys)
 
-    extra = [0.0] if kernel_name == "arc_cosine" else []  # the bias coordinate's log
+    # the logs of the bias coordinate and of each deeper layer's bias
+    extra = [0.0] * depth if kernel_name == "arc_cosine" else []
     p0 = jnp.concatenate([jnp.log(X.std(0) + 1e-3), jnp.array([0.0, np.log(0.05), *extra])])
     p, _ = gp.minimize_from_starts(loss, [p0], max_steps=200)
     K = kernel(p)(X, X)
@@ -236,6 +257,11 @@ def information_limit(paper_results, n_queries):
       about seven times as many runs at the scale would buy.
     - ``own_runs_arc_cosine_gp`` / ``all_runs_arc_cosine_gp``: the same two with the
       simulator's kernel family (order-1 arc-cosine) instead of the RBF.
+    - ``own_runs_deep_arc_cosine_gp``: the arc-cosine GP composed to three layers (the
+      truth's own depth), on the cell's own runs.
+    - ``pooled_arc_cosine_gp``: the arc-cosine GP over (mixture, log scale) on the truth at
+      all 454 runs, each at its own scale, at the cell's steps: pooling across scales through
+      the kernel, with no eval noise and no runs cut short.
     - ``other_scales_gp``: the ``own_runs_gp`` with, as extra inputs, the exact truth at the
       two nearest other scales (in log-parameters) or at all six (``nearest_scales`` /
       ``all_scales``): pooling across scales with perfect knowledge of the other scales and
@@ -279,6 +305,17 @@ def information_limit(paper_results, n_queries):
             all_arc = plain_ard_gp(
                 table.mixtures, at(table.mixtures, scale), q, kernel_name="arc_cosine"
             )
+            own_deep = plain_ard_gp(own, own_y, q, kernel_name="arc_cosine", depth=3)
+            log_scales = np.log(table.scales)[:, None]
+            pooled_y = np.asarray(
+                truth(table.mixtures, table.scales, np.full(table.num_runs, steps)), np.float64
+            )
+            pooled = plain_ard_gp(
+                np.concatenate([table.mixtures, log_scales], axis=1),
+                pooled_y,
+                np.concatenate([q, np.full((len(q), 1), np.log(scale))], axis=1),
+                kernel_name="arc_cosine",
+            )
             oracle = {}
             for label, side in [
                 ("nearest_scales", others_by_distance[:2]),
@@ -299,6 +336,8 @@ def information_limit(paper_results, n_queries):
             "all_runs_gp": scores(all_pred, true),
             "own_runs_arc_cosine_gp": scores(own_arc, true),
             "all_runs_arc_cosine_gp": scores(all_arc, true),
+            "own_runs_deep_arc_cosine_gp": scores(own_deep, true),
+            "pooled_arc_cosine_gp": scores(pooled, true),
             "other_scales_gp": oracle,
         }
     return out
@@ -484,6 +523,13 @@ def print_information_limit(results):
                 f"{'':46s} {'':>10s}  arc-cosine GP on its runs R2 "
                 f"{v['own_runs_arc_cosine_gp']['r2']:.3f} / on 454 runs there R2 "
                 f"{v['all_runs_arc_cosine_gp']['r2']:.3f}"
+            )
+        if "own_runs_deep_arc_cosine_gp" in v:
+            print(
+                f"{'':46s} {'':>10s}  3-layer arc-cosine GP on its runs R2 "
+                f"{v['own_runs_deep_arc_cosine_gp']['r2']:.3f} / arc-cosine GP over (mixture, "
+                f"log scale) on all 454 runs at their scales R2 "
+                f"{v['pooled_arc_cosine_gp']['r2']:.3f}"
             )
 
 

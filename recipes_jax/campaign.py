@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, PartitionSpec
 
-from recipes_jax import batching
+from recipes_jax import batching, host_errors
 from recipes_jax.strategies.base import LearningCurve, Proposal, Strategy
 
 __all__ = [
@@ -85,10 +85,18 @@ class _ProgressRelay:
             done, total, target = min(self._done, self._total), self._total, self._target
         target(done, total)
 
-    def run(self, progress: Progress | None, total: int, fn: Callable[[], Any]) -> Any:
-        """Call ``fn()`` (blocking on its result) with ``progress`` receiving the callbacks."""
-        if progress is None:
-            return fn()
+    def run(
+        self, progress: Progress | None, total: int, fn: Callable[[], Any], block: bool = False
+    ) -> Any:
+        """Call ``fn()`` with ``progress`` receiving the callbacks, blocking on its result if
+        reporting or if ``block``. An exception that a training function raised inside the
+        program is raised as itself (:mod:`recipes_jax.host_errors`)."""
+        with host_errors.raised_as_raised():
+            if progress is None:
+                return jax.block_until_ready(fn()) if block else fn()
+            return self._reporting(progress, total, fn)
+
+    def _reporting(self, progress: Progress, total: int, fn: Callable[[], Any]) -> Any:
         with self._lock:
             self._target, self._done, self._total = progress, 0, total
         try:
@@ -262,7 +270,15 @@ def run_campaign(
     dynamic, treedef, static = _split_env(env)
     n = _num_asks(strategy, budget, num_asks)
     run = _run_fn(strategy, treedef, static, n, progress is not None)
-    return _relay.run(progress, n, lambda: run(dynamic, budget, key, noise_sd))
+    block = _trains_on_host(env)  # so that its exceptions are raised here, as themselves
+    return _relay.run(progress, n, lambda: run(dynamic, budget, key, noise_sd), block)
+
+
+def _trains_on_host(env) -> bool:
+    """Whether ``env`` is a training function called on the host (an ``rj.objective``)."""
+    from recipes_jax.objectives import Objective
+
+    return isinstance(env, Objective)
 
 
 def _loops_seeds(env: Env, num_devices: int) -> bool:
@@ -702,16 +718,25 @@ def sweep(
         compiled = [program.fn]  # jit compiles it on the first call, and caches it
     else:
         compiled = _compile_per_device(program, cached=True)
-    return CompiledSweep(compiled, program, S, callbacks)(progress)
+    return CompiledSweep(compiled, program, S, callbacks, blocks=_trains_on_host(env))(progress)
 
 
 class CompiledSweep:
     """A :func:`sweep` compiled ahead of time: call it to run (returns the :class:`Trace`,
-    not yet blocked on); :meth:`memory` reports XLA's memory plan for one call."""
+    not yet blocked on, unless it trains on the host: ``blocks``); :meth:`memory` reports
+    XLA's memory plan for one call."""
 
-    def __init__(self, compiled: list, program: _Program, num_seeds: int, callbacks: int = 0):
+    def __init__(
+        self,
+        compiled: list,
+        program: _Program,
+        num_seeds: int,
+        callbacks: int = 0,
+        *,
+        blocks: bool = False,
+    ):
         self._compiled, self._program, self._num_seeds = compiled, program, num_seeds
-        self._callbacks = callbacks
+        self._callbacks, self._blocks = callbacks, blocks
 
     def __call__(self, progress: Progress | None = None) -> Trace:
         """Run the sweep; ``progress`` (only if compiled with ``progress=True``) as in
@@ -726,7 +751,8 @@ class CompiledSweep:
             launch = lambda: compiled[0](*program.args)
         else:
             launch = lambda: _launch_per_device(compiled, program)
-        return _unpad(_relay.run(progress, self._callbacks, launch), self._num_seeds)
+        trace = _relay.run(progress, self._callbacks, launch, self._blocks)
+        return _unpad(trace, self._num_seeds)
 
     @property
     def per_device_programs(self) -> bool:
@@ -788,4 +814,7 @@ def compile_sweep(
     else:
         compiled = _compile_per_device(program, cached=False)
     seconds = time.perf_counter() - start
-    return CompiledSweep(compiled, program, S, callbacks if progress else 0), seconds
+    run = CompiledSweep(
+        compiled, program, S, callbacks if progress else 0, blocks=_trains_on_host(env)
+    )
+    return run, seconds

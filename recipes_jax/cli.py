@@ -282,8 +282,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="mfms_bo vs random search on the built-in world: table and regret-vs-cost PNG",
         description="A short campaign on the built-in world (no files needed): mfms_bo against "
         "random search, same seeds and budget, scored by regret at the target; prints a table, "
-        "writes regret_vs_cost.png and demo.json. About 1-2 minutes on 2 CPU cores. "
-        "Example: recipes-jax demo --seeds 16 --budget 10 --out recipes-jax-demo",
+        "writes regret_vs_cost.png and demo.json. About 30-40 s on 2 CPU cores, most of it "
+        "compiling. Example: recipes-jax demo --seeds 16 --budget 10 --out recipes-jax-demo",
     )
     demo.add_argument("--seeds", type=int, default=16, help="campaigns per method (default 16)")
     demo.add_argument(

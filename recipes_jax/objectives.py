@@ -37,6 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from recipes_jax import host_errors
 from recipes_jax.campaign import Progress, Trace
 from recipes_jax.strategies.base import LearningCurve, Proposal, Strategy
 
@@ -168,7 +169,16 @@ def _train_groups(obj: Objective, w, m, s, keys, checkpoints) -> tuple[np.ndarra
     curves = np.empty((len(m), len(checkpoints)))
     for scale, steps in sorted({(float(a), int(b)) for a, b in zip(m, s, strict=True)}):
         rows = np.flatnonzero((m == scale) & (s == steps))
-        done = _call(obj, w[rows], scale, steps, keys[rows], checkpoints)
+        try:
+            done = _call(obj, w[rows], scale, steps, keys[rows], checkpoints)
+        except Exception as error:
+            runs = "a run" if len(rows) == 1 else f"{len(rows)} runs"
+            mixtures = np.array2string(w[rows[0]], precision=3, separator=", ")
+            error.add_note(
+                f"raised by training {runs} of scale {scale:g}M to {steps} steps "
+                f"(mixture {mixtures}{' first' if len(rows) > 1 else ''})"
+            )
+            raise
         for r, (final, curve) in zip(rows, done, strict=True):
             finals[r], curves[r] = final, curve
     return finals, curves
@@ -187,7 +197,11 @@ def host_evaluate(obj: Objective, checkpoints: Sequence[int], dtype) -> Callable
         keys = jax.random.wrap_key_data(np.asarray(key_data).reshape(-1, key_data.shape[-1]))
         # on XLA's callback thread the caller's `jax.enable_x64` scope does not hold: restore it
         with jax.enable_x64(wide):
-            finals, curves = _train_groups(obj, w, m, s, keys, checkpoints)
+            try:
+                finals, curves = _train_groups(obj, w, m, s, keys, checkpoints)
+            except Exception as error:
+                host_errors.record(error)  # the campaign raises it in place of JAX's error
+                raise
         return _wire(finals.reshape(batch_shape)), _wire(curves.reshape(*batch_shape, C))
 
     # The callback runs on an XLA thread where a `jax.enable_x64` scope does not apply, and

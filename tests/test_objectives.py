@@ -151,3 +151,53 @@ def test_run_loop_hands_typed_keys_to_the_training_function_even_from_a_legacy_k
     for key in (jax.random.key(0), jax.random.PRNGKey(0)):
         rj.run_loop(rj.random_search(space), obj, 2.0, key, batch_size=2)
     assert seen == [((2,), True)] * 2  # one round of 2 runs per campaign
+
+
+class DatasetMissing(OSError):
+    """A user's own exception type, raised by their training function."""
+
+
+def _failing_training(fail_at_call: int, batched: bool = False):
+    calls = []
+
+    def train(w, m, s, key):
+        calls.append(float(m))
+        if len(calls) == fail_at_call:
+            raise DatasetMissing("shard 'wiki-07' is missing")
+        return 3.0 if not batched else np.full(len(w), 3.0)
+
+    return train, calls
+
+
+@pytest.mark.parametrize("how", ["run_campaign", "progress", "sweep", "batched_sweep", "compiled"])
+def test_an_exception_from_the_training_function_is_raised_as_itself(world, how, caplog):
+    """Inside run_campaign's lax.scan the function runs in a host callback, where JAX turned its
+    exception into its own runtime error: `except OSError` never matched. Now the function's
+    own exception comes out, type and message intact, with a note naming the run, and the
+    campaign stops at the failing run (no later run is trained), without JAX also logging the
+    traceback the caller receives."""
+    strategy = rj.random_search(world.space)
+    train, calls = _failing_training(2, batched=how == "batched_sweep")
+    obj = rj.objective(train, batched=how == "batched_sweep")
+    keys = jax.random.split(jax.random.key(1), 3)
+    run = {
+        "run_campaign": lambda: rj.run_campaign(strategy, obj, 4.0, jax.random.key(0)),
+        "progress": lambda: rj.run_campaign(
+            strategy, obj, 4.0, jax.random.key(0), progress=lambda done, total: None
+        ),
+        "sweep": lambda: rj.sweep(strategy, obj, 4.0, keys),
+        "batched_sweep": lambda: rj.sweep(strategy, obj, 4.0, keys),
+        "compiled": lambda: rj.campaign.compile_sweep(strategy, obj, 4.0, keys)[0](),
+    }[how]
+    with pytest.raises(DatasetMissing, match="wiki-07") as raised:
+        run()
+    assert any("raised by training" in note and "steps" in note for note in raised.value.__notes__)
+    assert len(calls) == 2
+    assert "pure_callback failed" not in caplog.text  # JAX's log would only repeat it
+    # errors of the library's own making, and campaigns that do not fail, are untouched
+    with pytest.raises(ValueError, match="budget"):
+        rj.run_campaign(strategy, obj, -1.0, jax.random.key(0))
+    train, calls = _failing_training(0, batched=how == "batched_sweep")
+    rj.run_campaign(
+        strategy, rj.objective(train, batched=how == "batched_sweep"), 2.0, jax.random.key(0)
+    )

@@ -157,6 +157,14 @@ def test_select_runs_and_summary():
     assert "20M: 2 runs" in t.summary()
     assert "runs using each domain (weight > 0): 4..4" in t.summary()
     assert "never varied" not in t.summary()
+    # the CLI's `simulate` without --metric sends the user here for the metric names
+    assert f"metrics: {', '.join(t.metrics)}" in t.summary()
+    names = [f"eval/Domain{j}/CrossEntropyLoss" for j in range(40)]
+    lines = make_table(M=40, metrics=names).summary().splitlines()
+    listed = " ".join(
+        line.strip() for line in lines if line.startswith("    ") or "metrics:" in line
+    )
+    assert set(names) <= set(listed.replace(",", " ").split()) and max(map(len, lines)) <= 100
     unused = make_table(mixtures=np.array([[0.5, 0.5, 0.0], [0.2, 0.8, 0.0], [1, 0, 0], [0, 1, 0]]))
     assert "fewest: d2 0, d0 3, d1 3" in unused.summary()
     assert "never varied (a Simulator ignores them): 'd2' (always 0)" in unused.summary()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import textwrap
 import warnings
 import zipfile
 import zlib
@@ -319,6 +320,16 @@ class RunTable:
         unvaried = describe_never_varied(self.mixtures, self.domains)
         if unvaried:
             lines.append(f"  never varied (a Simulator ignores them): {unvaried}")
+        lines.extend(
+            textwrap.wrap(
+                "metrics: " + ", ".join(self.metrics),
+                width=100,
+                initial_indent="  ",
+                subsequent_indent="    ",
+                break_on_hyphens=False,
+                break_long_words=False,
+            )
+        )
         return "\n".join(lines)
 
     def __repr__(self) -> str:
