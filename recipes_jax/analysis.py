@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -40,6 +41,7 @@ from recipes_jax.optimize import drop_small_weights
 
 __all__ = [
     "Optimum",
+    "can_plot",
     "cost_grid",
     "cost_to_reach",
     "find_optimum",
@@ -256,6 +258,10 @@ def _evaluate(truth: TruthFn, w: np.ndarray, scale, steps, batch: int) -> np.nda
     return np.concatenate(out) if out else np.zeros((0,), np.float64)
 
 
+#: Regret below -this x |optimum| means the optimum was not one (or the direction is wrong).
+_BEYOND_OPTIMUM = 1e-4
+
+
 def regret(
     truth: TruthFn,
     recommendation,
@@ -279,7 +285,8 @@ def regret(
 
     Returns float64 numpy array [...] in the metric's units. Not clipped: regret is >= 0 when
     ``optimum_value`` is the true optimum, so a value slightly below 0 means the dense search
-    missed the optimum by that much.
+    missed the optimum by that much. Below -1e-4 x |optimum| it warns: that is no search error
+    but a wrong ``maximize`` or an optimum of another metric or fidelity.
     """
     w = np.asarray(recommendation)
     if w.ndim < 1 or w.shape[-1] < 1:
@@ -287,7 +294,16 @@ def regret(
     values = _evaluate(truth, w.reshape(-1, w.shape[-1]), scale, steps, batch)
     values = values.astype(np.float64).reshape(w.shape[:-1])
     gap = values - float(optimum_value)
-    return -gap if maximize else gap
+    out = -gap if maximize else gap
+    worst = np.nanmin(out) if np.isfinite(out).any() else 0.0
+    if worst < -_BEYOND_OPTIMUM * max(abs(float(optimum_value)), 1e-2):
+        warnings.warn(
+            f"regret down to {worst:.3g}: recommendations beat the optimum by more than a search "
+            f"could miss it. Is maximize={maximize} right for this metric (accuracies need "
+            "maximize=True), and was optimum_value found with the same direction and fidelity?",
+            stacklevel=2,
+        )
+    return out
 
 
 # ----------------------------------------------------------------------------- curves
@@ -335,8 +351,9 @@ def regret_at_costs(cost, regret, grid, *, active=None) -> np.ndarray:
       active: optional [S, T] (or [T]) bool; asks that were not run are ignored.
 
     Returns float64 [S, G] (or [G]): at grid cost c, the regret of the last (active) ask whose
-    cumulative cost is <= c; ``+inf`` where no ask has completed yet. Costs need not be sorted:
-    "last" is in ask order, among asks whose cost is <= c.
+    cumulative cost is <= c; ``+inf`` where no ask has completed yet. Cumulative costs never
+    decrease along a seed's active asks; costs that do (per-ask costs such as
+    ``trace.proposals.cost`` instead of ``trace.cost``) are an error.
     """
     cost = _as_runs("cost", cost).astype(np.float64)
     regret = _as_runs("regret", regret).astype(np.float64)
@@ -350,6 +367,7 @@ def regret_at_costs(cost, regret, grid, *, active=None) -> np.ndarray:
         cost = np.where(active, cost, np.inf)
     if np.any(np.isnan(cost)):
         raise ValueError("cost contains NaN")
+    _check_cumulative(np.atleast_2d(cost))
     single = cost.ndim == 1
     cost, regret = np.atleast_2d(cost), np.atleast_2d(regret)
     # suffix minimum: ask t "has completed by c" for the last such t iff min(cost[t:]) <= c,
@@ -359,6 +377,20 @@ def regret_at_costs(cost, regret, grid, *, active=None) -> np.ndarray:
     out = np.take_along_axis(regret, np.maximum(last, 0), axis=1)
     out = np.where(last >= 0, out, np.inf)
     return out[0] if single else out
+
+
+def _check_cumulative(cost: np.ndarray) -> None:
+    """Refuse [S, T] costs that decrease along a seed's active (finite) asks."""
+    running = np.fmax.accumulate(np.where(np.isinf(cost), -np.inf, cost), axis=1)
+    drops = np.isfinite(cost[:, 1:]) & (cost[:, 1:] < running[:, :-1])
+    if drops.any():
+        s, t = (int(i) for i in np.argwhere(drops)[0])
+        raise ValueError(
+            f"cost must be cumulative (each ask's total spent so far, e.g. trace.cost), but "
+            f"seed {s}'s cost drops to {cost[s, t + 1]:g} at ask {t + 1} after "
+            f"{running[s, t]:g}: per-ask costs (trace.proposals.cost)? Pass their cumulative "
+            "sum along the asks"
+        )
 
 
 def regret_curves(
@@ -425,7 +457,8 @@ def quantile_curves(
 
 
 def cost_to_reach(grid, curve, level) -> np.ndarray | float:
-    """First grid cost at which ``curve <= level``; ``+inf`` if it never gets there.
+    """First grid cost at which ``curve <= level``; ``+inf`` if it never gets there. An
+    infinite curve value (no recommendation yet) reaches no level, not even ``+inf``.
 
     Args:
       grid: [G] ascending costs.
@@ -440,7 +473,7 @@ def cost_to_reach(grid, curve, level) -> np.ndarray | float:
     if curve.ndim < 1 or curve.shape[-1] != grid.shape[0]:
         raise ValueError(f"curve must be [..., G] with G = {grid.shape[0]}; got {curve.shape}")
     level = np.asarray(level, dtype=np.float64)
-    reached = curve <= level[..., None]
+    reached = (curve <= level[..., None]) & np.isfinite(curve)
     first = np.argmax(reached, axis=-1)
     out = np.where(np.any(reached, axis=-1), grid[first], np.inf)
     return float(out) if out.ndim == 0 else out
@@ -473,7 +506,7 @@ def _medians_of_resamples(curves: np.ndarray, idx: np.ndarray) -> np.ndarray:
     """
     S, G = curves.shape
     R = idx.shape[0]
-    order = np.argsort(curves, axis=0)  # NaN sorts last; such columns are masked below
+    order = np.argsort(curves, axis=0)  # no NaN here: speedup refuses NaN regrets
     values = np.take_along_axis(curves, order, axis=0)
     dtype = np.int16 if S < np.iinfo(np.int16).max else np.int64
     counts = np.bincount((idx + S * np.arange(R)[:, None]).ravel(), minlength=R * S)
@@ -488,9 +521,6 @@ def _medians_of_resamples(curves: np.ndarray, idx: np.ndarray) -> np.ndarray:
         a = values[np.sum(running <= lo, axis=-1), columns]
         b = values[np.sum(running <= hi, axis=-1), columns]
         out[start : start + per_chunk] = _lerp(a, b, 0.5 if hi > lo else 0.0)
-    has_nan = np.isnan(curves)
-    if has_nan.any():
-        out[(counts.astype(np.int64) @ has_nan.astype(np.int64)) > 0] = np.nan
     return out
 
 
@@ -520,6 +550,7 @@ def speedup(
     active_a=None,
     active_b=None,
     confidence: float = 0.95,
+    paired: bool = False,
 ) -> dict[str, Any]:
     """Speedup of method A over method B, with a bootstrap interval over seeds.
 
@@ -533,13 +564,19 @@ def speedup(
       cost_b, regret_b: [S_b, T_b] the same for B (seed counts and asks may differ).
       levels: optional extra regret levels [L], each reported too.
       num_bootstrap: resamples; seeds are drawn with replacement independently within A and
-        within B, both median curves and the ratio recomputed. 0 skips the interval.
+        within B (or, ``paired``, the same draw for both), both median curves and the ratio
+        recomputed. 0 skips the interval.
       seed: seed of the resampling (the interval is deterministic given it).
       grid: [G] ascending costs; default 512 log-spaced from the cheapest first ask to the
         largest cost of either method. Costs to reach are grid values, so the speedup's
         resolution is one grid ratio (about 1.4% for three decades at 512 points).
       active_a, active_b: optional [S, T] masks of asks that were run.
       confidence: the interval's coverage (percentile bootstrap).
+      paired: seed i of A and seed i of B belong together (the same key, say, in a comparison
+        where the key fixes something both share, such as two variants of one method): each
+        resample draws the same seeds for both, so that what the seeds share cancels in the
+        ratio. Needs equal seed counts. The default treats them as independent samples, the
+        conservative choice when the methods share little but the key.
 
     Returns a dict: ``speedup``, ``ci_low``, ``ci_high``, ``level``, ``cost_a``, ``cost_b`` for
     the default level; ``levels``: a list of dicts with the same keys, one per given level;
@@ -562,6 +599,19 @@ def speedup(
             raise ValueError(f"cost_{name} must be [S, T] (seeds x asks); got shape {c.shape}")
         curves.append(regret_at_costs(c, reg, grid, active=active))
     curves_a, curves_b = curves
+    for name, c in (("a", curves_a), ("b", curves_b)):
+        bad = np.flatnonzero(np.isnan(c).any(axis=-1))
+        if bad.size:
+            raise ValueError(
+                f"regret_{name} is NaN at seed(s) {bad.tolist()} (a recommendation the truth "
+                "could not score?): a median over seeds would be meaningless. Drop those seeds, "
+                "or give them regret +inf if they count as failures"
+            )
+    if paired and curves_a.shape[0] != curves_b.shape[0]:
+        raise ValueError(
+            f"paired needs as many seeds in A as in B; got {curves_a.shape[0]} and "
+            f"{curves_b.shape[0]}"
+        )
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must be in (0, 1); got {confidence}")
     extra = np.atleast_1d(np.asarray([] if levels is None else levels, dtype=np.float64))
@@ -582,7 +632,11 @@ def speedup(
     if num_bootstrap > 0:
         rng = np.random.default_rng(seed)
         idx_a = rng.integers(0, curves_a.shape[0], (num_bootstrap, curves_a.shape[0]))
-        idx_b = rng.integers(0, curves_b.shape[0], (num_bootstrap, curves_b.shape[0]))
+        idx_b = (
+            idx_a
+            if paired
+            else rng.integers(0, curves_b.shape[0], (num_bootstrap, curves_b.shape[0]))
+        )
         boot = costs(_medians_of_resamples(curves_a, idx_a), _medians_of_resamples(curves_b, idx_b))
         _, bca, bcb, bxa, bxb = boot
         ci = _interval(_ratio(bcb, bca), confidence)
@@ -602,6 +656,7 @@ def speedup(
     result = entry(level, ca, cb, ci)
     result["levels"] = [entry(extra[j], xa[j], xb[j], ci_extra[j]) for j in range(extra.size)]
     result.update(
+        paired=bool(paired),
         confidence=float(confidence),
         num_bootstrap=int(num_bootstrap),
         num_seeds_a=int(curves_a.shape[0]),
@@ -646,6 +701,15 @@ def to_jsonable(obj: Any) -> Any:
     if isinstance(obj, complex):
         raise TypeError(f"complex values are not JSON-serializable: {obj!r}")
     raise TypeError(f"cannot convert {type(obj).__name__} to JSON")
+
+
+def can_plot() -> bool:
+    """Whether matplotlib (the ``plot`` extra) can be imported, so the plotting functions work."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _figure(nrows: int = 1, figsize=(6.4, 4.2)):
@@ -914,6 +978,11 @@ def plot_ternary(
         raise ValueError(f"need mixtures [C, 3] and values [C]; got {w.shape} and {v.shape}")
     x, y = _ternary_xy(w)
     ok = np.isfinite(v)
+    if ok.sum() < 3:
+        raise ValueError(
+            f"plot_ternary needs at least 3 finite values to draw contours; {int(ok.sum())} of "
+            f"{v.size} are finite (non-finite values are left blank)"
+        )
     contours = ax.tricontourf(x[ok], y[ok], v[ok], levels=levels, cmap=cmap)
     h = np.sqrt(3) / 2
     ax.plot([0, 1, 0.5, 0], [0, 0, h, 0], color="black", linewidth=0.8)

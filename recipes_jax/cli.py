@@ -13,6 +13,7 @@ recipes-jax benchmark --paper-runs surrogate_runs.pkl --trusted --out results/
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 import warnings
@@ -227,7 +228,7 @@ def cmd_benchmark(args) -> int:
 
     import jax
 
-    from recipes_jax import benchmark
+    from recipes_jax import analysis, benchmark
 
     _use_cpu_devices(args)
     if args.worlds is None:
@@ -253,19 +254,23 @@ def cmd_benchmark(args) -> int:
                 build = functools.partial(benchmark.default_problem, objective)
             problems.append(build)
     quick = args.quick
+    if args.seeds is not None and args.seeds < 1:
+        raise ValueError(f"--seeds must be >= 1; got {args.seeds}")
+    if args.budget is not None and not (math.isfinite(args.budget) and args.budget > 0):
+        raise ValueError(f"--budget must be a positive number of target runs; got {args.budget}")
     with jax.enable_x64(not args.float32):  # GP fits in float64; the global flag is left alone
         benchmark.run_benchmark(
             problems,
             methods=methods,
-            seeds=args.seeds or (4 if quick else 128),
-            budget=args.budget or (5.0 if quick else 50.0),
+            seeds=args.seeds if args.seeds is not None else (4 if quick else 128),
+            budget=args.budget if args.budget is not None else (5.0 if quick else 50.0),
             preset=args.preset or ("quick" if quick else "standard"),
             out_dir=args.out,
             batch_size=args.batch_size,
             num_bootstrap=200 if quick else 1000,
         )
     if args.out:
-        print(f"wrote {args.out}/speedup.json and the regret plots")
+        print(f"wrote {args.out}/speedup.json" + (" and the plots" if analysis.can_plot() else ""))
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from types import SimpleNamespace
 
 import jax
@@ -124,8 +125,15 @@ def test_regret_is_zero_at_the_optimum_and_positive_elsewhere(x64, rng):
     # maximizing -bowl: optimum -1, regret = optimum - value, the same numbers
     flipped = lambda w, m, s: -bowl(w, m, s)
     np.testing.assert_allclose(an.regret(flipped, w, *TARGET, -1.0, maximize=True), r, atol=1e-15)
-    # not clipped: an optimum value that is too good shows up as negative regret
-    assert an.regret(bowl, W_STAR, *TARGET, 1.001)[()] == pytest.approx(-1e-3)
+    # not clipped: an optimum value that is too good shows up as negative regret, and beyond
+    # what a search could miss (1e-4 x |optimum|) it warns: a wrong direction, say
+    with pytest.warns(UserWarning, match="maximize=False right"):
+        assert an.regret(bowl, W_STAR, *TARGET, 1.001)[()] == pytest.approx(-1e-3)
+    with pytest.warns(UserWarning, match="accuracies need maximize=True"):
+        an.regret(flipped, w, *TARGET, -1.0)  # maximized metric scored as a loss
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        an.regret(bowl, W_STAR, *TARGET, 1.0 + 1e-5)  # a search error this small is quiet
 
 
 def test_regret_batches_and_shapes(x64, rng):
@@ -155,9 +163,15 @@ def test_regret_at_costs_is_a_step_function():
 
 
 def test_regret_at_costs_unsorted_costs_and_errors():
-    # "last ask whose cost is <= c", in ask order, even if a later ask has a smaller cost
-    out = an.regret_at_costs([0.5, 0.2, 0.9], [3.0, 2.0, 1.0], [0.1, 0.3, 0.6, 1.0])
-    np.testing.assert_array_equal(out, [np.inf, 2.0, 2.0, 1.0])
+    # per-ask costs (trace.proposals.cost) where cumulative ones belong gave a speedup of 19.8
+    # for 3.97 without a word; costs must not drop along a seed's active asks
+    with pytest.raises(ValueError, match=r"seed 1's cost drops to 0.2 at ask 1 .*cumulative sum"):
+        an.regret_at_costs([[0.1, 0.2], [0.5, 0.2]], np.ones((2, 2)), [0.1, 0.3, 0.6, 1.0])
+    # equal costs (a free ask) and inactive asks (their cost is ignored) are fine
+    out = an.regret_at_costs(
+        [0.5, 0.5, 0.1, 0.9], [3.0, 2.0, 7.0, 1.0], [0.1, 0.6, 1.0], active=[1, 1, 0, 1]
+    )
+    np.testing.assert_array_equal(out, [np.inf, 2.0, 1.0])
     with pytest.raises(ValueError, match="same shape"):
         an.regret_at_costs(np.ones((2, 3)), np.ones((2, 4)), [1.0])
     with pytest.raises(ValueError, match="NaN"):
@@ -217,6 +231,10 @@ def test_cost_to_reach():
     curves = np.stack([curve, [np.inf, np.inf, 0.0, 0.0]])
     np.testing.assert_array_equal(an.cost_to_reach(grid, curves, 3.0), [2.0, 3.0])
     np.testing.assert_array_equal(an.cost_to_reach(grid, curves, [0.5, 6.0]), [math.inf, 3.0])
+    # no recommendation yet (+inf) reaches no level, not even +inf: a baseline that never
+    # recommended anything used to "reach" its own level of inf at the first grid cost
+    assert an.cost_to_reach(grid, np.full(4, np.inf), np.inf) == math.inf
+    assert an.cost_to_reach(grid, [np.inf, np.inf, 7.0, 1.0], np.inf) == 3.0
     with pytest.raises(ValueError, match="G = 4"):
         an.cost_to_reach(grid, curve[:3], 1.0)
 
@@ -269,12 +287,38 @@ def test_speedup_when_a_never_reaches_the_level(rng):
     assert math.isnan(never["speedup"]) and math.isnan(never["ci_low"])
     out = an.speedup(cost, regret, cost, regret + 100.0, num_bootstrap=0, levels=[1e-9])
     assert math.isnan(out["ci_low"])
+    # B never recommended anything (its final median is +inf): A's lead is infinite, not 1x
+    nothing = np.full_like(regret, np.inf)
+    assert an.speedup(cost, regret, cost, nothing, num_bootstrap=20)["speedup"] == math.inf
+    assert math.isnan(an.speedup(cost, nothing, cost, nothing, num_bootstrap=20)["speedup"])
+
+
+def test_speedup_refuses_nan_regrets_and_can_pair_the_seeds(rng):
+    cost, regret = synthetic_runs(rng, 16)
+    bad = regret.copy()
+    bad[3, 10:] = np.nan  # gave speedup NaN with a finite interval from the resamples without it
+    for args in ((cost, regret, cost, bad), (cost, bad, cost, regret)):
+        with pytest.raises(ValueError, match=r"is NaN at seed\(s\) \[3\]"):
+            an.speedup(*args)
+    # B needs exactly twice A's cost on every seed, and seeds differ in difficulty: pairing the
+    # seeds cancels the difficulty, resampling them independently does not
+    hard = rng.uniform(0.3, 3.0, (16, 1))
+    steps = np.tile(np.arange(1.0, 161.0), (16, 1))  # A goes on to 160, B stops at 40 asks
+    a, b = (steps, hard / steps), (2 * steps[:, :40], hard / steps[:, :40])
+    grid = 2.0 ** (np.arange(-40, 320) / 32)  # doubling a cost is exactly 32 grid steps
+    paired = an.speedup(*a, *b, grid=grid, paired=True, seed=1)
+    independent = an.speedup(*a, *b, grid=grid, seed=1)
+    assert paired["speedup"] == independent["speedup"] == pytest.approx(2.0)
+    assert paired["ci_low"] == pytest.approx(2.0) and paired["ci_high"] == pytest.approx(2.0)
+    assert independent["ci_low"] < 1.6 and independent["ci_high"] > 2.5
+    assert paired["paired"] is True and independent["paired"] is False
+    with pytest.raises(ValueError, match="as many seeds"):
+        an.speedup(*a, b[0][:8], b[1][:8], paired=True)
 
 
 def test_speedup_bootstrap_matches_a_plain_loop(rng):
     cost_a, regret_a = synthetic_runs(rng, 10, asks=20)
     cost_b, regret_b = synthetic_runs(rng, 9, asks=12)
-    regret_a[2, 5:] = np.nan  # a NaN seed poisons every resample median that draws it
     regret_a[3, :4] = np.inf
     grid = an.cost_grid(1.5, num=64, min_cost=1e-3)
     fixed = 10.0
@@ -376,3 +420,20 @@ def test_plot_fidelities_writes_png_and_json(tmp_path):
     assert data["space"]["target"] == [1000.0, 19_500]
     with pytest.raises(ValueError, match="one campaign"):
         an.plot_fidelities(scale[None], steps[None], cost[None], tmp_path / "g.png")
+
+
+def test_plot_ternary_draws_finite_values_and_says_when_there_are_too_few():
+    pytest.importorskip(
+        "matplotlib", reason="plots need matplotlib: pip install 'recipes-jax[plot]'"
+    )
+    from matplotlib.figure import Figure
+
+    grid = an.simplex_grid(12)
+    values = grid @ np.array([1.0, 2.0, 3.0])
+    values[:5] = np.nan  # left blank
+    ax = Figure().subplots()
+    an.plot_ternary(ax, grid, values, labels=("a", "b", "c"), points=grid[:3], star=grid[7])
+    # matplotlib's "x and y arrays must have a length of at least 3" said nothing of NaN
+    values[:-2] = np.nan
+    with pytest.raises(ValueError, match=r"at least 3 finite values.*2 of 91 are finite"):
+        an.plot_ternary(Figure().subplots(), grid, values)

@@ -179,3 +179,73 @@ def test_the_gpu_check_script_parses_and_states_its_usage():
     subprocess.run(["bash", "-n", str(script)], check=True)  # syntax only
     done = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "usage: bash benchmarks/gpu_check.sh prepare|run" in done.stderr
+
+
+def test_compare_measures_over_the_whole_budget_and_goal_check_sees_unknowns():
+    # the baseline reaches 0.01 at 60 units, mfms_bo at 30; with a budget of 100 the speedup
+    # used to be read off a grid ending at the largest report budget (50): 1.0 at level 1.0
+    cost = np.arange(1.0, 101.0)
+    base = _result("random_search", cost, np.where(cost < 60, 1.0, 0.01))
+    ours = _result("mfms_bo", cost, np.where(cost < 30, 0.5, 0.01))
+    budgets = [b for b in benchmark.REPORT_BUDGETS if b <= 100.0]
+    (s,) = benchmark.compare([ours, base], budgets=budgets, budget=100.0, num_bootstrap=20)[
+        "speedups"
+    ]
+    assert s["level"] == pytest.approx(0.01) and s["speedup"] == pytest.approx(2.0, rel=0.02)
+    # an unknown (NaN) speedup over one multi-fidelity baseline is the least-beaten one, so
+    # the goal cannot be judged "met" on the other baseline
+    nan = {"speedup": float("nan"), "ci_low": float("nan")}
+    goal = benchmark.goal_check(
+        [
+            {"baseline": "hyperband", "speedup": 9.0, "ci_low": 8.0},
+            {"baseline": "mf_bo_steps", **nan},
+        ]
+    )
+    assert goal["vs_best_mf_baseline"]["baseline"] == "mf_bo_steps"
+    assert goal["vs_best_mf_baseline"]["met"] is False
+
+
+def test_benchmark_without_matplotlib_keeps_its_results(tmp_path, monkeypatch):
+    """The plots came before speedup.json, so without the plot extra a finished run raised
+    ImportError and left no results."""
+    space = rj.Space.paper()
+    optimum = rj.analysis.Optimum(np.full(5, 0.2), 1.0, 1, 1.0)
+    problem = benchmark.Problem("default", "stackexchange", "m", space, None, None, optimum)
+    cost = np.arange(1.0, 11.0)
+    results = {
+        "mfms_bo": _result("mfms_bo", cost / 2, 1.0 / cost, seeds=2),
+        "random_search": _result("random_search", cost, 1.0 / cost, seeds=2),
+    }
+    monkeypatch.setattr(
+        benchmark, "run_method", lambda p, strategy, *a, **k: results[strategy.name]
+    )
+    monkeypatch.setattr(rj.analysis, "can_plot", lambda: False)
+    lines = []
+    report = benchmark.run_benchmark(
+        [lambda: problem],
+        methods=["mfms_bo", "random_search"],
+        seeds=2,
+        budget=10.0,
+        out_dir=tmp_path,
+        num_bootstrap=10,
+        log=lines.append,
+    )
+    saved = json.loads((tmp_path / "speedup.json").read_text())
+    assert saved["problems"][0]["speedups"][0]["speedup"] == pytest.approx(2.0, rel=0.03)
+    assert "plot" not in saved["problems"][0] and len(report["problems"]) == 1
+    assert any("no plots: matplotlib is not installed" in line for line in lines)
+    assert not list(tmp_path.glob("*.png"))
+
+
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        (["--seeds", "0"], "--seeds must be >= 1; got 0"),
+        (["--budget", "0"], "--budget must be a positive number of target runs; got 0.0"),
+        (["--budget", "-3"], "got -3.0"),
+    ],
+)
+def test_benchmark_command_refuses_zero_seeds_and_budgets(option, message, capsys):
+    # `--seeds 0` used to run 128 seeds (or 4 with --quick): `args.seeds or default`
+    assert main(["benchmark", "--quick", *option]) == 2
+    assert message in capsys.readouterr().err
