@@ -215,20 +215,59 @@ def compiler_options() -> dict | None:
     return CPU_COMPILER_OPTIONS
 
 
+#: Default campaign lengths above this are refused unless ``num_asks`` is given: a huge budget
+#: (1e6 target runs, say, meant as "unlimited") is more often a slip than a wish.
+MAX_DEFAULT_ASKS = 1_000_000
+
+
 @functools.lru_cache(maxsize=64)
-def _run_fn(strategy, treedef, static, num_asks, with_progress):
+def _run_fn(strategy, treedef, static, num_asks, with_progress, options=True):
     run = functools.partial(_campaign, strategy, treedef, static, num_asks, with_progress)
-    return jax.jit(run, compiler_options=compiler_options())
+    return jax.jit(run, compiler_options=compiler_options() if options else None)
 
 
 def _num_asks(strategy: Strategy, budget: float, num_asks: int | None) -> int:
+    if num_asks is None and isinstance(budget, jax.core.Tracer):
+        raise ValueError(
+            "a budget traced by jit or vmap needs num_asks=: the campaign is a scan whose "
+            "length must be known when it is traced (strategy.default_num_asks(b) is the "
+            "default for a budget b; rounds past the budget are inactive)"
+        )
     n = strategy.default_num_asks(float(budget)) if num_asks is None else num_asks
+    if num_asks is None and n > MAX_DEFAULT_ASKS:
+        raise ValueError(
+            f"a budget of {float(budget):g} target runs means {n:,} asks for {strategy.name} "
+            f"(more than {MAX_DEFAULT_ASKS:,}): a campaign is one scan of that length. Give "
+            "num_asks= to run that many (or fewer) on purpose, or a smaller budget"
+        )
     if int(n) < 1:
         raise ValueError(f"num_asks must be >= 1; got {n}")
     return int(n)
 
 
+def _cacheable(strategy: Strategy) -> Strategy:
+    """``strategy`` with its checkpoints as a tuple of ints, checked to be hashable: the
+    compiled campaign is cached per strategy (a list of checkpoints raised "unhashable type:
+    'list'" from deep inside the cache)."""
+    checkpoints = strategy.checkpoints
+    if not (isinstance(checkpoints, tuple) and all(type(c) is int for c in checkpoints)):
+        steps = np.asarray(checkpoints).ravel()
+        if steps.size and not np.array_equal(steps, np.round(steps)):
+            raise ValueError(f"strategy.checkpoints must be whole step counts; got {checkpoints}")
+        strategy = strategy._replace(checkpoints=tuple(int(c) for c in steps))
+    try:
+        hash(strategy)
+    except TypeError as error:
+        raise ValueError(
+            f"every field of a Strategy must be hashable, as the compiled campaign is cached "
+            f"per strategy ({error}): give tuples, not lists or arrays"
+        ) from None
+    return strategy
+
+
 def _check_budget(budget) -> None:
+    if isinstance(budget, jax.core.Tracer):  # under the caller's jit / vmap: no value yet
+        return
     if not np.isfinite(budget) or budget <= 0:
         raise ValueError(
             f"budget must be a positive number of target-run costs (e.g. 50); got {budget}"
@@ -267,11 +306,30 @@ def run_campaign(
     Returns a :class:`Trace`.
     """
     _check_budget(budget)
+    strategy = _cacheable(strategy)
     dynamic, treedef, static = _split_env(env)
     n = _num_asks(strategy, budget, num_asks)
+    args = (dynamic, budget, key, noise_sd)
+    traced = any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(args))
+    if traced and progress is not None:
+        raise ValueError(
+            "progress= reports from a running program: call run_campaign at the top level "
+            "(not inside your own jit or vmap) to use it"
+        )
     run = _run_fn(strategy, treedef, static, n, progress is not None)
-    block = _trains_on_host(env)  # so that its exceptions are raised here, as themselves
-    return _relay.run(progress, n, lambda: run(dynamic, budget, key, noise_sd), block)
+
+    def launch():
+        try:
+            return run(*args)
+        except ValueError as error:
+            # inside the caller's own jit, XLA options are refused (only a top-level jit
+            # takes them): trace the campaign into the caller's program without them
+            if not (traced and "top-level" in str(error)):
+                raise
+            return _run_fn(strategy, treedef, static, n, False, options=False)(*args)
+
+    block = _trains_on_host(env) and not traced  # its exceptions are then raised here
+    return _relay.run(progress, n, launch, block)
 
 
 def _trains_on_host(env) -> bool:
@@ -375,6 +433,7 @@ def _prepare_sweep(
 ):
     """(program, number of real seeds, progress callbacks per call)."""
     _check_budget(budget)
+    strategy = _cacheable(strategy)
     keys = jnp.asarray(keys)
     if keys.ndim == 2 and keys.dtype == jnp.uint32:  # legacy keys: split(PRNGKey(0), n)
         with contextlib.suppress(TypeError, ValueError):  # not key data: refused below

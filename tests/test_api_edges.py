@@ -77,3 +77,66 @@ def test_plot_regret_with_nothing_to_draw_on_a_log_axis(tmp_path, regrets):
     assert png.stat().st_size > 0
     data = json.loads((tmp_path / "regret.json").read_text())
     assert data["methods"]["m"]["num_seeds"] == 3
+
+
+def test_a_campaign_inside_your_own_jit_or_vmap_over_budgets():
+    """Inside a user's jit, run_campaign failed with "compiler_options can only be passed to
+    top-level jax.jit" (options the user never gave); a vmap over budgets failed with a bare
+    TracerArrayConversionError."""
+    strategy = rj.random_search(SPACE)
+    key = jax.random.key(3)
+    top = rj.run_campaign(strategy, env, 3.0, key)
+    inner = jax.jit(lambda k: rj.run_campaign(strategy, env, 3.0, k))(key)
+    np.testing.assert_array_equal(inner.proposals.mixture, top.proposals.mixture)
+    np.testing.assert_allclose(inner.values, top.values, rtol=1e-6)
+    budgets = jnp.array([1.0, 3.0])
+    swept = jax.vmap(lambda b: rj.run_campaign(strategy, env, b, key, num_asks=4))(budgets)
+    for i, b in enumerate(budgets):
+        one = rj.run_campaign(strategy, env, float(b), key, num_asks=4)
+        np.testing.assert_array_equal(swept.active[i], one.active)
+    assert swept.active.sum(axis=1).tolist() == [1, 3]
+    with pytest.raises(ValueError, match="needs num_asks="):
+        jax.vmap(lambda b: rj.run_campaign(strategy, env, b, key))(budgets)
+    with pytest.raises(ValueError, match="progress= reports from a running program"):
+        jax.jit(lambda k: rj.run_campaign(strategy, env, 3.0, k, progress=print))(key)
+
+
+def test_huge_budgets_are_counted_exactly_and_refused_as_campaign_lengths():
+    """A budget of 1e9 gave random search one run too many (a relative slack of 1e-9 is one
+    run there) and made Hyperband tile 66 GB of costs on the host; a default campaign of
+    millions of asks ran without a word."""
+    space = rj.Space.paper()
+    assert rj.random_search(space).default_num_asks(1e9) == 10**9
+    assert rj.random_search(space).default_num_asks(50.0) == 50
+    hyperband = rj.hyperband(space)
+    assert hyperband.default_num_asks(1e9) > 10**9  # computed without a 66 GB array
+    flat = lambda w, m, s: jnp.sum(w, axis=-1)
+    with pytest.raises(ValueError, match=r"means 2,000,000 asks .* Give num_asks="):
+        rj.run_campaign(rj.random_search(space), flat, 2e6, jax.random.key(0))
+    with pytest.raises(ValueError, match="asks for hyperband"):
+        rj.sweep(hyperband, flat, 1e6, jax.random.split(jax.random.key(0), 2))
+
+
+def test_strategies_with_list_checkpoints_and_abstract_states():
+    """checkpoints=[...] raised "unhashable type: 'list'" from the compiled-program cache;
+    load_state(like=jax.eval_shape(init, key)) blamed the configuration or float64."""
+    strategy = rj.random_search(SPACE)
+    key = jax.random.key(0)
+    for checkpoints in ([200, 400], np.array([200, 400])):
+        trace = rj.run_campaign(strategy._replace(checkpoints=checkpoints), env, 2.0, key)
+        assert trace.curves.shape == (2, 2)
+    with pytest.raises(ValueError, match="whole step counts"):
+        rj.run_campaign(strategy._replace(checkpoints=[200.5]), env, 2.0, key)
+    with pytest.raises(ValueError, match="must be hashable"):
+        rj.run_campaign(strategy._replace(name=["random"]), env, 2.0, key)
+
+
+def test_load_state_takes_an_abstract_state(tmp_path):
+    strategy = rj.random_search(SPACE)
+    key = jax.random.key(0)
+    state = strategy.init(key)
+    rj.save_state(tmp_path / "state.npz", state)
+    loaded = rj.load_state(tmp_path / "state.npz", jax.eval_shape(strategy.init, key))
+    leaves = jax.tree_util.tree_leaves
+    for a, b in zip(leaves(loaded), leaves(state), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

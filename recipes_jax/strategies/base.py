@@ -197,7 +197,14 @@ def target_runs(space: Space) -> Callable[[float], int]:
     # on the host in float64, where it is 1 up to rounding; float32 made it 1.0000001 on some
     # spaces, and a budget of 50 then paid for 49 runs
     target_cost = float(space.host_cost(*space.target))
-    return lambda budget: max(1, math.floor(budget / target_cost * (1 + 1e-9) + 1e-6))
+    return lambda budget: max(1, whole_fits(budget / target_cost))
+
+
+def whole_fits(x: float) -> int:
+    """floor(x), but x within rounding below a whole number counts as that number (49.9999999
+    runs' worth of budget pays for 50). The slack, 1e-9 relative and at most 1e-6, never
+    reaches a whole run (a relative slack alone gave 1,000,000,001 runs for a budget of 1e9)."""
+    return math.floor(x + min(1e-9 * abs(x), 1e-6) + 1e-12)
 
 
 def sign_of(space: Space) -> float:
@@ -229,7 +236,8 @@ def save_state(path: str | os.PathLike, state) -> None:
 
 def load_state(path: str | os.PathLike, like):
     """Load a state saved by :func:`save_state`; ``like`` is a state of the same strategy (e.g.
-    ``strategy.init(key)``) that gives the structure, shapes and dtypes."""
+    ``strategy.init(key)``, or ``jax.eval_shape(strategy.init, key)``, which computes nothing)
+    that gives the structure, shapes and dtypes."""
     leaves, treedef = jax.tree_util.tree_flatten(like)
     with np.load(os.fspath(path), allow_pickle=False) as data:
         count = int(data["num_leaves"])
@@ -241,7 +249,8 @@ def load_state(path: str | os.PathLike, like):
         loaded = []
         for i, ref in enumerate(leaves):
             array = data[f"leaf_{i:05d}"]
-            ref = np.asarray(ref)
+            if not isinstance(ref, jax.ShapeDtypeStruct):
+                ref = np.asarray(ref)
             if array.shape != ref.shape or array.dtype != ref.dtype:
                 raise ValueError(
                     f"{path}: array {i} has shape {array.shape} {array.dtype}, the state expects "

@@ -160,9 +160,14 @@ def hyperband(space: Space, *, eta: int = 3, min_steps: int | None = None) -> St
     costs = np.asarray(space.cost(target_scale, schedule.steps), np.float64)
 
     def default_num_asks(budget: float) -> int:
-        iterations = math.ceil(budget / costs.sum()) + 1
-        spent = np.cumsum(np.tile(costs, iterations))
-        return int(np.searchsorted(spent, budget * (1 + 1e-9), side="right")) + 1
+        # whole bracket cycles first (tiling them all took 66 GB at a budget of 1e9), then the
+        # runs of the last cycles that the rest of the budget pays for, plus the one that ends it
+        cycle = float(costs.sum())
+        before = max(math.floor(budget / cycle) - 1, 0)
+        spent = np.cumsum(np.tile(costs, 3))
+        rest = budget - before * cycle
+        fits = int(np.searchsorted(spent, rest + min(1e-9 * budget, 1e-6), side="right"))
+        return before * len(costs) + fits + 1
 
     return Strategy(
         init, ask, tell, recommend, space, "hyperband", default_num_asks=default_num_asks
