@@ -86,14 +86,20 @@ class _ProgressRelay:
         target(done, total)
 
     def run(
-        self, progress: Progress | None, total: int, fn: Callable[[], Any], block: bool = False
+        self,
+        progress: Progress | None,
+        total: int,
+        fn: Callable[[], Any],
+        trains: Callable | None = None,
     ) -> Any:
-        """Call ``fn()`` with ``progress`` receiving the callbacks, blocking on its result if
-        reporting or if ``block``. An exception that a training function raised inside the
-        program is raised as itself (:mod:`recipes_jax.host_errors`)."""
-        with host_errors.raised_as_raised():
+        """Call ``fn()`` with ``progress`` receiving the callbacks. It blocks on the result if
+        reporting, or if the program calls the training function ``trains`` on the host, so
+        that an exception the function raised inside the program is raised here as itself
+        (:mod:`recipes_jax.host_errors`). Inside the caller's own trace it never blocks."""
+        with host_errors.raised_as_raised(trains):
             if progress is None:
-                return jax.block_until_ready(fn()) if block else fn()
+                out = fn()
+                return out if trains is None or _traced(out) else jax.block_until_ready(out)
             return self._reporting(progress, total, fn)
 
     def _reporting(self, progress: Progress, total: int, fn: Callable[[], Any]) -> Any:
@@ -310,33 +316,43 @@ def run_campaign(
     dynamic, treedef, static = _split_env(env)
     n = _num_asks(strategy, budget, num_asks)
     args = (dynamic, budget, key, noise_sd)
-    traced = any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(args))
-    if traced and progress is not None:
-        raise ValueError(
-            "progress= reports from a running program: call run_campaign at the top level "
-            "(not inside your own jit or vmap) to use it"
-        )
+    if progress is not None and _traced(args):
+        raise ValueError(_PROGRESS_AT_TOP)
     run = _run_fn(strategy, treedef, static, n, progress is not None)
 
     def launch():
         try:
             return run(*args)
         except ValueError as error:
-            # inside the caller's own jit, XLA options are refused (only a top-level jit
-            # takes them): trace the campaign into the caller's program without them
-            if not (traced and "top-level" in str(error)):
+            # inside the caller's own jit (its arguments traced or not), XLA options are
+            # refused, as only a top-level jit takes them: trace the campaign into the
+            # caller's program without them
+            if "top-level" not in str(error):
                 raise
+            if progress is not None:
+                raise ValueError(_PROGRESS_AT_TOP) from None
             return _run_fn(strategy, treedef, static, n, False, options=False)(*args)
 
-    block = _trains_on_host(env) and not traced  # its exceptions are then raised here
-    return _relay.run(progress, n, launch, block)
+    return _relay.run(progress, n, launch, _training_function(env))
 
 
-def _trains_on_host(env) -> bool:
-    """Whether ``env`` is a training function called on the host (an ``rj.objective``)."""
+_PROGRESS_AT_TOP = (
+    "progress= reports from a running program: call run_campaign at the top level (not "
+    "inside your own jit or vmap) to use it"
+)
+
+
+def _traced(tree) -> bool:
+    """Whether any leaf of ``tree`` is a tracer (we are inside the caller's jit or vmap)."""
+    return any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(tree))
+
+
+def _training_function(env) -> Callable | None:
+    """The training function of ``env`` if it is one called on the host (an
+    ``rj.objective``), else None."""
     from recipes_jax.objectives import Objective
 
-    return isinstance(env, Objective)
+    return env.train_and_eval if isinstance(env, Objective) else None
 
 
 def _loops_seeds(env: Env, num_devices: int) -> bool:
@@ -777,13 +793,14 @@ def sweep(
         compiled = [program.fn]  # jit compiles it on the first call, and caches it
     else:
         compiled = _compile_per_device(program, cached=True)
-    return CompiledSweep(compiled, program, S, callbacks, blocks=_trains_on_host(env))(progress)
+    trains = _training_function(env)
+    return CompiledSweep(compiled, program, S, callbacks, trains=trains)(progress)
 
 
 class CompiledSweep:
     """A :func:`sweep` compiled ahead of time: call it to run (returns the :class:`Trace`,
-    not yet blocked on, unless it trains on the host: ``blocks``); :meth:`memory` reports
-    XLA's memory plan for one call."""
+    not yet blocked on, unless it calls a training function ``trains`` on the host);
+    :meth:`memory` reports XLA's memory plan for one call."""
 
     def __init__(
         self,
@@ -792,10 +809,10 @@ class CompiledSweep:
         num_seeds: int,
         callbacks: int = 0,
         *,
-        blocks: bool = False,
+        trains: Callable | None = None,
     ):
         self._compiled, self._program, self._num_seeds = compiled, program, num_seeds
-        self._callbacks, self._blocks = callbacks, blocks
+        self._callbacks, self._trains = callbacks, trains
 
     def __call__(self, progress: Progress | None = None) -> Trace:
         """Run the sweep; ``progress`` (only if compiled with ``progress=True``) as in
@@ -810,7 +827,7 @@ class CompiledSweep:
             launch = lambda: compiled[0](*program.args)
         else:
             launch = lambda: _launch_per_device(compiled, program)
-        trace = _relay.run(progress, self._callbacks, launch, self._blocks)
+        trace = _relay.run(progress, self._callbacks, launch, self._trains)
         return _unpad(trace, self._num_seeds)
 
     @property
@@ -874,6 +891,6 @@ def compile_sweep(
         compiled = _compile_per_device(program, cached=False)
     seconds = time.perf_counter() - start
     run = CompiledSweep(
-        compiled, program, S, callbacks if progress else 0, blocks=_trains_on_host(env)
+        compiled, program, S, callbacks if progress else 0, trains=_training_function(env)
     )
     return run, seconds

@@ -171,7 +171,7 @@ def _train_groups(obj: Objective, w, m, s, keys, checkpoints) -> tuple[np.ndarra
         rows = np.flatnonzero((m == scale) & (s == steps))
         try:
             done = _call(obj, w[rows], scale, steps, keys[rows], checkpoints)
-        except Exception as error:
+        except BaseException as error:  # KeyboardInterrupt too: it is raised as itself
             runs = "a run" if len(rows) == 1 else f"{len(rows)} runs"
             mixtures = np.array2string(w[rows[0]], precision=3, separator=", ")
             error.add_note(
@@ -199,8 +199,9 @@ def host_evaluate(obj: Objective, checkpoints: Sequence[int], dtype) -> Callable
         with jax.enable_x64(wide):
             try:
                 finals, curves = _train_groups(obj, w, m, s, keys, checkpoints)
-            except Exception as error:
-                host_errors.record(error)  # the campaign raises it in place of JAX's error
+            except BaseException as error:
+                # the campaign raises it in place of JAX's error
+                host_errors.record(obj.train_and_eval, error)
                 raise
         return _wire(finals.reshape(batch_shape)), _wire(curves.reshape(*batch_shape, C))
 

@@ -88,6 +88,8 @@ def test_a_campaign_inside_your_own_jit_or_vmap_over_budgets():
     top = rj.run_campaign(strategy, env, 3.0, key)
     inner = jax.jit(lambda k: rj.run_campaign(strategy, env, 3.0, k))(key)
     np.testing.assert_array_equal(inner.proposals.mixture, top.proposals.mixture)
+    closed = jax.jit(lambda: rj.run_campaign(strategy, env, 3.0, key))()  # nothing traced
+    np.testing.assert_array_equal(closed.proposals.mixture, top.proposals.mixture)
     np.testing.assert_allclose(inner.values, top.values, rtol=1e-6)
     budgets = jnp.array([1.0, 3.0])
     swept = jax.vmap(lambda b: rj.run_campaign(strategy, env, b, key, num_asks=4))(budgets)

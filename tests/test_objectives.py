@@ -201,3 +201,56 @@ def test_an_exception_from_the_training_function_is_raised_as_itself(world, how,
     rj.run_campaign(
         strategy, rj.objective(train, batched=how == "batched_sweep"), 2.0, jax.random.key(0)
     )
+
+
+def test_each_campaign_gets_its_own_training_exception_and_keeps_none(world):
+    """Exceptions are matched to the campaign whose training function raised them: two
+    campaigns failing at once with the same message used to swap exceptions (11 of 30 trials),
+    a stale record could stand in for a later unrelated error, and unclaimed records kept a
+    failed run's frames alive. KeyboardInterrupt comes back as itself too."""
+    import threading
+
+    from recipes_jax import host_errors
+
+    strategy = rj.random_search(world.space)
+    gate = {"barrier": threading.Barrier(1)}
+
+    def failing(who):
+        def train(w, m, s, key):
+            gate["barrier"].wait(timeout=60)
+            error = OSError("disk full")
+            error.who = who
+            raise error
+
+        return rj.objective(train)
+
+    objectives = {who: failing(who) for who in "AB"}
+    for obj in objectives.values():  # compile first
+        with pytest.raises(OSError):
+            rj.run_campaign(strategy, obj, 1.0, jax.random.key(0))
+    for _ in range(5):
+        gate["barrier"], got = threading.Barrier(2), {}
+
+        def run(who, got=got):
+            try:
+                rj.run_campaign(strategy, objectives[who], 1.0, jax.random.key(0))
+            except OSError as error:
+                got[who] = error.who
+
+        threads = [threading.Thread(target=run, args=(who,)) for who in objectives]
+        [t.start() for t in threads]
+        [t.join() for t in threads]
+        assert got == {"A": "A", "B": "B"}
+    assert host_errors._recorded == {}  # nothing kept once the campaigns ended
+
+    def interrupted(w, m, s, key):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        rj.run_campaign(strategy, rj.objective(interrupted), 1.0, jax.random.key(0))
+    # inside the caller's own jit (concrete arguments: nothing of its own is traced)
+    train, calls = _failing_training(0)
+    values = jax.jit(
+        lambda: rj.run_campaign(strategy, rj.objective(train), 2.0, jax.random.key(0)).values
+    )()
+    assert np.all(np.asarray(values)[:2] == 3.0) and len(calls) == 2

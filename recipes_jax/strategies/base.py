@@ -201,9 +201,10 @@ def target_runs(space: Space) -> Callable[[float], int]:
 
 
 def whole_fits(x: float) -> int:
-    """floor(x), but x within rounding below a whole number counts as that number (49.9999999
-    runs' worth of budget pays for 50). The slack, 1e-9 relative and at most 1e-6, never
-    reaches a whole run (a relative slack alone gave 1,000,000,001 runs for a budget of 1e9)."""
+    """floor(x), but x within rounding below a whole number counts as that number (a budget of
+    50 over a target cost that rounds up to 1.0000000000000002 pays for 50 runs, not 49). The
+    slack, 1e-9 relative and at most 1e-6, never reaches a whole run (a relative slack alone
+    gave 1,000,000,001 runs for a budget of 1e9)."""
     return math.floor(x + min(1e-9 * abs(x), 1e-6) + 1e-12)
 
 
