@@ -205,7 +205,13 @@ def whole_fits(x: float) -> int:
     50 over a target cost that rounds up to 1.0000000000000002 pays for 50 runs, not 49). The
     slack, 1e-9 relative and at most 1e-6, never reaches a whole run (a relative slack alone
     gave 1,000,000,001 runs for a budget of 1e9)."""
-    return math.floor(x + min(1e-9 * abs(x), 1e-6) + 1e-12)
+    return math.floor(x + rounding_slack(x) + 1e-12)
+
+
+def rounding_slack(x: float) -> float:
+    """How far below a whole number of runs (or a budget) ``x`` may fall by rounding alone:
+    1e-9 relative, at most 1e-6, so it never reaches a whole run at any budget."""
+    return min(1e-9 * abs(x), 1e-6)
 
 
 def sign_of(space: Space) -> float:

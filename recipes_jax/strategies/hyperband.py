@@ -28,6 +28,7 @@ from recipes_jax.strategies.base import (
     Strategy,
     final_value,
     make_proposal,
+    rounding_slack,
     sign_of,
 )
 
@@ -166,7 +167,7 @@ def hyperband(space: Space, *, eta: int = 3, min_steps: int | None = None) -> St
         before = max(math.floor(budget / cycle) - 1, 0)
         spent = np.cumsum(np.tile(costs, 3))
         rest = budget - before * cycle
-        fits = int(np.searchsorted(spent, rest + min(1e-9 * budget, 1e-6), side="right"))
+        fits = int(np.searchsorted(spent, rest + rounding_slack(budget), side="right"))
         return before * len(costs) + fits + 1
 
     return Strategy(
