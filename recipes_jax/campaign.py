@@ -347,6 +347,13 @@ def _traced(tree) -> bool:
     return any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(tree))
 
 
+def _under_jit() -> bool:
+    """Whether we are being traced into the caller's program (``jax.jit``, ``jax.eval_shape``,
+    ``lax.scan`` ...), whether or not our own arguments are traced: there every operation is
+    staged, so even one on constants comes back a tracer. (Not under a ``vmap`` alone.)"""
+    return isinstance(jnp.zeros((), jnp.int32) + 0, jax.core.Tracer)
+
+
 def _training_function(env) -> Callable | None:
     """The training function of ``env`` if it is one called on the host (an
     ``rj.objective``), else None."""
@@ -386,7 +393,9 @@ def _sweep_fn(
     key_impl,
     with_progress,
     sequential,
+    options=True,
 ):
+    options = compiler_options() if options else None  # a nested jit refuses XLA options
 
     def local(dynamic, budget, key_data, noise_sd):
         # this device's seeds, batch_size at a time: a vmap of the same width whatever the
@@ -403,7 +412,7 @@ def _sweep_fn(
         )
 
     if num_devices == 1:
-        return jax.jit(local, compiler_options=compiler_options())
+        return jax.jit(local, compiler_options=options)
     sharded = jax.shard_map(
         local,
         mesh=_mesh(num_devices),
@@ -411,7 +420,7 @@ def _sweep_fn(
         out_specs=PartitionSpec("seeds"),
         check_vma=False,
     )
-    return jax.jit(sharded, compiler_options=compiler_options())
+    return jax.jit(sharded, compiler_options=options)
 
 
 def _resolve_per_device(option: bool | None, num_devices: int) -> bool:
@@ -446,8 +455,10 @@ def _prepare_sweep(
     batch_size,
     with_progress=False,
     per_device_programs=None,
+    under_jit=False,
 ):
-    """(program, number of real seeds, progress callbacks per call)."""
+    """(program, number of real seeds, progress callbacks per call). ``under_jit``: traced
+    into the caller's program (:func:`_under_jit`), so without our XLA options."""
     _check_budget(budget)
     strategy = _cacheable(strategy)
     keys = jnp.asarray(keys)
@@ -467,7 +478,23 @@ def _prepare_sweep(
     num_devices = len(jax.devices()) if devices is None else int(devices)
     if not 1 <= num_devices <= len(jax.devices()):
         raise ValueError(f"devices must be in 1..{len(jax.devices())}; got {devices}")
-    per_device = _resolve_per_device(per_device_programs, num_devices)
+    transformed = under_jit or _traced((dynamic, budget, keys, noise_sd))
+    if transformed and with_progress:
+        raise ValueError(_PROGRESS_AT_TOP.replace("run_campaign", "sweep"))
+    if transformed and jax.process_count() > 1:
+        raise ValueError(
+            "with several processes (jax.distributed), call sweep at the top level, not "
+            "inside your own jit or vmap: each process launches its devices' share"
+        )
+    if transformed and num_devices > 1 and per_device_programs:
+        raise ValueError(
+            "per-device programs are compiled and launched one per device from the top "
+            "level: inside your own jit or vmap, a sweep over several devices is one "
+            "program partitioned over them (per_device_programs=None or False), or give "
+            "devices=1"
+        )
+    # inside the caller's jit or vmap, several devices take one partitioned program
+    per_device = not transformed and _resolve_per_device(per_device_programs, num_devices)
     if jax.process_count() > 1 and num_devices != len(jax.devices()):
         raise ValueError(
             "with several processes (jax.distributed), a sweep spans every global device: "
@@ -518,7 +545,18 @@ def _prepare_sweep(
             lambda index: host_keys[index],
         )
         dynamic = [None if d is None else np.asarray(d) for d in dynamic]
-    fn = _sweep_fn(strategy, treedef, static, n, num_devices, batch, key_impl, with_progress, loops)
+    fn = _sweep_fn(
+        strategy,
+        treedef,
+        static,
+        n,
+        num_devices,
+        batch,
+        key_impl,
+        with_progress,
+        loops,
+        options=not under_jit,
+    )
     return _Program(fn, (dynamic, budget, key_data, noise_sd), None), S, callbacks
 
 
@@ -765,6 +803,12 @@ def sweep(
     None). With per-device programs each process compiles the one-device program once and
     runs its own devices' seeds, so the traces are again one device's, bit for bit.
 
+    Inside the caller's own ``jit`` or ``eval_shape`` (or a ``vmap``, over budgets say, with
+    ``num_asks`` given) the sweep is traced into the caller's program, without our XLA:CPU
+    options under ``jit``. Per-device programs are compiled and launched from the top level,
+    so there several devices take the partitioned program (``per_device_programs=True`` is
+    refused), and ``progress`` and several processes need the top level.
+
     Memory per device: on CPU one seed's working set (a ``batch_size``-wide vmap of it on
     GPUs and TPUs), plus the traces, which grow linearly in seeds.
 
@@ -788,6 +832,7 @@ def sweep(
         batch_size,
         progress is not None,
         per_device_programs,
+        under_jit=_under_jit(),
     )
     if program.devices is None:
         compiled = [program.fn]  # jit compiles it on the first call, and caches it
@@ -872,6 +917,11 @@ def compile_sweep(
     (not yet blocked on unless reporting), identical to ``sweep(...)`` with the same
     arguments; ``run.memory()`` gives XLA's memory plan.
     """
+    if _under_jit() or _traced((budget, keys, noise_sd, jax.tree_util.tree_leaves(env))):
+        raise ValueError(
+            "compile_sweep compiles ahead of time, at the top level: inside your own jit or "
+            "vmap, call sweep (it is traced into your program)"
+        )
     program, S, callbacks = _prepare_sweep(
         strategy,
         env,

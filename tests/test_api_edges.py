@@ -103,6 +103,36 @@ def test_a_campaign_inside_your_own_jit_or_vmap_over_budgets():
         jax.jit(lambda k: rj.run_campaign(strategy, env, 3.0, k, progress=print))(key)
 
 
+def test_a_sweep_inside_your_own_jit_vmap_or_eval_shape():
+    """Inside a user's jit or eval_shape, sweep failed with "compiler_options can only be
+    passed to top-level jax.jit" (or, on several CPU devices, "Argument of type
+    DynamicJaxprTracer is not a valid JAX type" from placing per-device arguments); it is now
+    traced into the caller's program. (Several devices: the sharding test's subprocess.)"""
+    from recipes_jax import campaign
+
+    strategy = rj.random_search(SPACE)
+    keys = jax.random.split(jax.random.key(4), 3)
+    top = rj.sweep(strategy, env, 3.0, keys)
+    inner = jax.jit(lambda k: rj.sweep(strategy, env, 3.0, k))(keys)
+    np.testing.assert_array_equal(inner.proposals.mixture, top.proposals.mixture)
+    np.testing.assert_array_equal(inner.cost, top.cost)
+    closed = jax.jit(lambda: rj.sweep(strategy, env, 3.0, keys))()  # nothing of ours traced
+    np.testing.assert_array_equal(closed.recommendation, top.recommendation)
+    shapes = jax.eval_shape(lambda k: rj.sweep(strategy, env, 3.0, k), keys)
+    assert shapes.cost.shape == top.cost.shape
+    budgets = jnp.array([1.0, 3.0])
+    swept = jax.vmap(lambda b: rj.sweep(strategy, env, b, keys, num_asks=4))(budgets)
+    assert swept.active.sum(axis=2).tolist() == [[1, 1, 1], [3, 3, 3]]
+    np.testing.assert_array_equal(swept.proposals.mixture[1, :, :3], top.proposals.mixture)
+    with pytest.raises(ValueError, match=r"progress= reports .* call sweep at the top level"):
+        jax.jit(lambda k: rj.sweep(strategy, env, 3.0, k, progress=print))(keys)
+    with pytest.raises(ValueError, match="compile_sweep compiles ahead of time"):
+        jax.jit(lambda k: campaign.compile_sweep(strategy, env, 3.0, k)[0]())(keys)
+    assert not campaign._under_jit()
+    assert jax.jit(lambda: jnp.asarray(campaign._under_jit()))()
+    assert not jax.vmap(lambda b: jnp.asarray(campaign._under_jit()))(budgets).any()
+
+
 def test_huge_budgets_are_counted_exactly_and_refused_as_campaign_lengths():
     """A budget of 1e9 gave random search one run too many (a relative slack of 1e-9 is one
     run there) and made Hyperband tile 66 GB of costs on the host; a default campaign of

@@ -265,6 +265,18 @@ MULTI_DEVICE = SWEEP_FIELDS + textwrap.dedent(
                 "four_difference": difference(one, four),
                 "partitioned_difference": difference(one, partitioned),
             }
+        # inside the caller's jit: one partitioned program (per-device ones need the top level)
+        inside = jax.jit(
+            lambda k: rj.sweep(hyperband, truth, 1.0, k, num_asks=6, batch_size=2)
+        )(keys)
+        out["inside_jit_difference"] = difference(one_device["hyperband"], inside)
+        try:
+            jax.jit(
+                lambda k: rj.sweep(hyperband, truth, 1.0, k, num_asks=6, per_device_programs=True)
+            )(keys)
+            out["per_device_inside_jit_refused"] = False
+        except ValueError as error:
+            out["per_device_inside_jit_refused"] = "partitioned over them" in str(error)
         # where loading onto other devices fails, each device compiles its copy: same bits
         # (compiled, not read from the tests' persistent compilation cache: then no loading)
         jax.config.update("jax_enable_compilation_cache", False)
@@ -338,8 +350,9 @@ def test_sweep_shards_seeds_over_devices_and_processes_with_the_same_results(tmp
     once in fresh processes. Per-device programs give one device's traces bit for bit, in one
     process or several (the executable loaded onto each device, or, where that fails,
     compiled for each). One partitioned program chooses the same runs; no model: bit for bit;
-    GP strategy: values equal to the last bits. (The one-device sweeps run in the 4-device
-    process: every sharded run is checked against one reference.)"""
+    GP strategy: values equal to the last bits; inside the caller's jit a sweep is that
+    program. (The one-device sweeps run in the 4-device process: every sharded run is checked
+    against one reference.)"""
     settings = json.dumps(SHARDED_MFMS)
     four_path, port, path = tmp_path / "four.json", str(_free_port()), str(tmp_path / "out")
     popen = lambda args, devices: subprocess.Popen(
@@ -375,6 +388,8 @@ def test_sweep_shards_seeds_over_devices_and_processes_with_the_same_results(tmp
                 assert sharded[field] == one[field], f"{name}: other runs than on one device"
             for field in ("cost", "recommendation"):
                 np.testing.assert_allclose(sharded[field], one[field], rtol=0, atol=tol)
+    assert max(four["inside_jit_difference"]) == 0.0, four["inside_jit_difference"]
+    assert four["per_device_inside_jit_refused"], "per-device programs inside a jit ran"
     assert four["fallback"]["warned"], "the fallback to one compile per device did not warn"
     assert max(four["fallback"]["difference"]) == 0.0, four["fallback"]
 
