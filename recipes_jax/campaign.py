@@ -347,6 +347,24 @@ def _traced(tree) -> bool:
     return any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(tree))
 
 
+def _closes_over_tracers(env, space) -> bool:
+    """Whether ``env`` closes over a value traced by the caller (a ``vmap`` over a parameter
+    of the world, say): not one of its array leaves, so only tracing it shows it."""
+    from recipes_jax.objectives import Objective
+
+    if isinstance(env, Objective):  # a training function on the host
+        return False
+    dtype = jnp.result_type(float)
+    k = space.num_domains
+    w = jnp.full((1, k), 1.0 / k, dtype)
+    m, s = (jnp.full((1,), v, dtype) for v in space.target)
+    try:
+        closed = jax.make_jaxpr(env)(w, m, s)
+    except Exception:  # not traceable with these inputs: the campaign reports it
+        return False
+    return _traced(closed.consts)
+
+
 def _under_jit() -> bool:
     """Whether we are being traced into the caller's program (``jax.jit``, ``jax.eval_shape``,
     ``lax.scan`` ...), whether or not our own arguments are traced: there every operation is
@@ -479,6 +497,8 @@ def _prepare_sweep(
     if not 1 <= num_devices <= len(jax.devices()):
         raise ValueError(f"devices must be in 1..{len(jax.devices())}; got {devices}")
     transformed = under_jit or _traced((dynamic, budget, keys, noise_sd))
+    if not transformed and _resolve_per_device(per_device_programs, num_devices):
+        transformed = _closes_over_tracers(env, strategy.space)
     if transformed and with_progress:
         raise ValueError(_PROGRESS_AT_TOP.replace("run_campaign", "sweep"))
     if transformed and jax.process_count() > 1:

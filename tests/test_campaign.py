@@ -270,6 +270,17 @@ MULTI_DEVICE = SWEEP_FIELDS + textwrap.dedent(
             lambda k: rj.sweep(hyperband, truth, 1.0, k, num_asks=6, batch_size=2)
         )(keys)
         out["inside_jit_difference"] = difference(one_device["hyperband"], inside)
+        # a vmap whose traced value reaches the sweep only through the env's closure
+        scaled = jax.vmap(
+            lambda c: rj.sweep(
+                hyperband, lambda w, m, s: truth(w, m, s) * c, 1.0, keys, num_asks=6,
+                batch_size=2,
+            ).values
+        )(jax.numpy.array([1.0, 2.0]))
+        out["vmap_closure_difference"] = [
+            difference(one_device["hyperband"].values, scaled[0])[0],
+            difference(2 * scaled[0], scaled[1])[0],
+        ]
         try:
             jax.jit(
                 lambda k: rj.sweep(hyperband, truth, 1.0, k, num_asks=6, per_device_programs=True)
@@ -389,6 +400,7 @@ def test_sweep_shards_seeds_over_devices_and_processes_with_the_same_results(tmp
             for field in ("cost", "recommendation"):
                 np.testing.assert_allclose(sharded[field], one[field], rtol=0, atol=tol)
     assert max(four["inside_jit_difference"]) == 0.0, four["inside_jit_difference"]
+    assert max(four["vmap_closure_difference"]) == 0.0, four["vmap_closure_difference"]
     assert four["per_device_inside_jit_refused"], "per-device programs inside a jit ran"
     assert four["fallback"]["warned"], "the fallback to one compile per device did not warn"
     assert max(four["fallback"]["difference"]) == 0.0, four["fallback"]
