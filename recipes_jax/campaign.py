@@ -474,9 +474,11 @@ def _prepare_sweep(
     with_progress=False,
     per_device_programs=None,
     under_jit=False,
+    ahead_of_time=False,
 ):
     """(program, number of real seeds, progress callbacks per call). ``under_jit``: traced
-    into the caller's program (:func:`_under_jit`), so without our XLA options."""
+    into the caller's program (:func:`_under_jit`), so without our XLA options;
+    ``ahead_of_time``: for :func:`compile_sweep`, which needs the top level."""
     _check_budget(budget)
     strategy = _cacheable(strategy)
     keys = jnp.asarray(keys)
@@ -492,13 +494,22 @@ def _prepare_sweep(
     if keys.shape[0] == 0:
         raise ValueError("keys is empty: give one key per seed, e.g. split(key(0), 64)")
     dynamic, treedef, static = _split_env(env)
-    n = _num_asks(strategy, budget, num_asks)
     num_devices = len(jax.devices()) if devices is None else int(devices)
     if not 1 <= num_devices <= len(jax.devices()):
         raise ValueError(f"devices must be in 1..{len(jax.devices())}; got {devices}")
-    transformed = under_jit or _traced((dynamic, budget, keys, noise_sd))
-    if not transformed and _resolve_per_device(per_device_programs, num_devices):
-        transformed = _closes_over_tracers(env, strategy.space)
+    per_device = _resolve_per_device(per_device_programs, num_devices)
+    # inside the caller's jit, eval_shape or vmap: a traced argument, or (what only matters
+    # for programs compiled ahead of time) a tracer the environment closes over
+    transformed = (
+        under_jit
+        or _traced((dynamic, budget, keys, noise_sd))
+        or ((per_device or ahead_of_time) and _closes_over_tracers(env, strategy.space))
+    )
+    if transformed and ahead_of_time:
+        raise ValueError(
+            "compile_sweep compiles ahead of time, at the top level: inside your own jit or "
+            "vmap, call sweep (it is traced into your program)"
+        )
     if transformed and with_progress:
         raise ValueError(_PROGRESS_AT_TOP.replace("run_campaign", "sweep"))
     if transformed and jax.process_count() > 1:
@@ -514,7 +525,8 @@ def _prepare_sweep(
             "devices=1"
         )
     # inside the caller's jit or vmap, several devices take one partitioned program
-    per_device = not transformed and _resolve_per_device(per_device_programs, num_devices)
+    per_device = per_device and not transformed
+    n = _num_asks(strategy, budget, num_asks)
     if jax.process_count() > 1 and num_devices != len(jax.devices()):
         raise ValueError(
             "with several processes (jax.distributed), a sweep spans every global device: "
@@ -937,11 +949,6 @@ def compile_sweep(
     (not yet blocked on unless reporting), identical to ``sweep(...)`` with the same
     arguments; ``run.memory()`` gives XLA's memory plan.
     """
-    if _under_jit() or _traced((budget, keys, noise_sd, jax.tree_util.tree_leaves(env))):
-        raise ValueError(
-            "compile_sweep compiles ahead of time, at the top level: inside your own jit or "
-            "vmap, call sweep (it is traced into your program)"
-        )
     program, S, callbacks = _prepare_sweep(
         strategy,
         env,
@@ -953,6 +960,8 @@ def compile_sweep(
         batch_size,
         progress,
         per_device_programs,
+        under_jit=_under_jit(),
+        ahead_of_time=True,
     )
     start = time.perf_counter()
     if program.devices is None:

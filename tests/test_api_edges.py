@@ -128,6 +128,11 @@ def test_a_sweep_inside_your_own_jit_vmap_or_eval_shape():
         jax.jit(lambda k: rj.sweep(strategy, env, 3.0, k, progress=print))(keys)
     with pytest.raises(ValueError, match="compile_sweep compiles ahead of time"):
         jax.jit(lambda k: campaign.compile_sweep(strategy, env, 3.0, k)[0]())(keys)
+    scaled = lambda c: lambda w, m, s: env(w, m, s) * c  # closes over the vmap's tracer
+    with pytest.raises(ValueError, match="compile_sweep compiles ahead of time"):
+        jax.vmap(lambda c: campaign.compile_sweep(strategy, scaled(c), 3.0, keys)[0]().cost)(
+            budgets
+        )
     assert not campaign._under_jit()
     assert jax.jit(lambda: jnp.asarray(campaign._under_jit()))()
     assert not jax.vmap(lambda b: jnp.asarray(campaign._under_jit()))(budgets).any()
