@@ -133,9 +133,10 @@ def _join_env(dynamic, treedef, static):
     return jax.tree_util.tree_unflatten(treedef, leaves)
 
 
-def _evaluate(strategy: Strategy, env: Env, proposal: Proposal, key, noise_sd):
+def _evaluate(strategy: Strategy, env: Env, proposal: Proposal, key, noise_sd, active=True):
     """Query ``env`` at the proposal's checkpoints and final steps, with optional noise:
-    (final value [], curve [C])."""
+    (final value [], curve [C]). A training function on the host is not called for an
+    inactive run (past the budget)."""
     from recipes_jax.objectives import Objective, host_evaluate
 
     checkpoints = jnp.asarray(strategy.checkpoints, jnp.int32)
@@ -144,7 +145,7 @@ def _evaluate(strategy: Strategy, env: Env, proposal: Proposal, key, noise_sd):
     dtype = proposal.mixture.dtype
     if isinstance(env, Objective):  # a training function on the host: one run per ask
         k_train = jax.random.fold_in(key, 1)
-        final, curve = host_evaluate(env, strategy.checkpoints, dtype)(proposal, k_train)
+        final, curve = host_evaluate(env, strategy.checkpoints, dtype)(proposal, k_train, active)
         y = jnp.concatenate([curve, final[None]])
     else:
         w = jnp.broadcast_to(proposal.mixture, (B, proposal.mixture.shape[0]))
@@ -181,8 +182,8 @@ def _campaign(strategy, treedef, static, num_asks, with_progress, dynamic, budge
             jax.debug.callback(_relay, t)
         k_ask, k_noise = jax.random.split(jax.random.fold_in(k_run, t))
         proposal, asked = strategy.ask(state, k_ask)
-        final, curve, report = _evaluate(strategy, env, proposal, k_noise, noise_sd)
         active = ~done & (spent + proposal.cost <= budget + tolerance)
+        final, curve, report = _evaluate(strategy, env, proposal, k_noise, noise_sd, active)
         told = strategy.tell(asked, proposal, report if strategy.checkpoints else final)
         state = jax.tree_util.tree_map(lambda new, old: jnp.where(active, new, old), told, state)
         spent = spent + jnp.where(active, proposal.cost.astype(dtype), 0.0)

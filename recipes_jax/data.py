@@ -173,26 +173,42 @@ def _normalized(weights: jax.Array) -> jax.Array:
     return w / jnp.sum(w)
 
 
-def domain_counts(weights: jax.Array, batch_size: int) -> jax.Array:
-    """How many of ``batch_size`` rows each domain gets: largest-remainder rounding (jittable).
+def domain_counts(weights: jax.Array, batch_size: int, key: jax.Array | None = None) -> jax.Array:
+    """How many of ``batch_size`` rows each domain gets (jittable): each count is
+    ``floor(w_k * batch_size)`` or one more, and they sum to ``batch_size`` exactly.
 
-    Each domain first gets ``floor(w_k * batch_size)`` rows; the rows left over go one each to
-    the domains with the largest remainders (ties to the lower domain index; never to a domain
-    of weight 0). The counts sum to ``batch_size`` exactly and each is within 1 of
-    ``w_k * batch_size``: a 0.25/0.75 mixture at batch 8 gives exactly [2, 6].
+    Without ``key``, largest-remainder rounding: the rows left over go one each to the domains
+    with the largest remainders (ties to the lower domain index; never to a domain of weight
+    0). A 0.25/0.75 mixture at batch 8 gives exactly [2, 6]; but a domain whose
+    ``w_k * batch_size`` loses the rounding gets the same count in every batch (0.03 at batch
+    16: no row, ever).
+
+    With ``key``, the rounding is randomized (systematic sampling: the cumulative ideal counts
+    are floored after a shift by one uniform draw), so each count's expectation is exactly
+    ``w_k * batch_size``: over many batches each domain gets its share (0.03 at batch 16: one
+    row in 48% of batches, none in the rest). A whole ``w_k * batch_size`` is still exact in
+    every batch (up to float32 rounding of the cumulative counts). :func:`sample_batch` rounds
+    this way.
 
     Args:
       weights: float ``[K]`` non-negative domain weights summing to 1 (they are clipped at 0
         and renormalized, which cannot be checked under jit; all-zero weights give garbage).
       batch_size: the number of rows (an int, or an int scalar array: need not be static).
         Exact for batch sizes up to about 10^6 (float32 arithmetic).
+      key: optional ``jax.random`` key for the randomized rounding.
 
     Returns:
       int32 ``[K]`` row counts.
     """
     w = _normalized(weights)
-    ideal = w * jnp.asarray(batch_size, jnp.float32)
+    size = jnp.asarray(batch_size, jnp.float32)
+    ideal = w * size
     base = jnp.floor(ideal)
+    if key is not None:
+        # the last edge is the batch size itself, so float32 sums cannot lose or add a row
+        edges = jnp.cumsum(ideal).at[-1].set(size)
+        edges = jnp.floor(edges + jax.random.uniform(key, (), jnp.float32))
+        return jnp.diff(edges, prepend=jnp.zeros((1,), edges.dtype)).astype(jnp.int32)
     remainder = jnp.where(w > 0, ideal - base, -1.0)
     short = jnp.asarray(batch_size, jnp.int32) - jnp.sum(base.astype(jnp.int32))
     order = jnp.argsort(-remainder, stable=True)
@@ -226,10 +242,12 @@ def sample_batch(
       key: a ``jax.random`` key; the same key gives the same batch.
       batch_size: rows per batch (static int).
       seq_len: tokens of model input per row (static int); rows hold ``seq_len + 1`` tokens.
-      exact: if True (default) the number of rows per domain is fixed by
-        :func:`domain_counts` (largest-remainder rounding of ``weights * batch_size``) and the
-        rows are shuffled; if False each row's domain is an independent categorical draw, so
-        the counts are right only in expectation.
+      exact: if True (default) each domain gets ``floor(w_k * batch_size)`` rows or one
+        more, summing to ``batch_size`` (:func:`domain_counts` with the key: the rounding is
+        random, so each domain's expected share is exactly ``w_k``, also when
+        ``w_k * batch_size`` is below one row), and the rows are shuffled; if False each row's
+        domain is an independent categorical draw, so the counts vary more around the same
+        expectation.
 
     Returns:
       int32 ``[batch_size, seq_len + 1]`` token ids.
@@ -254,7 +272,7 @@ def sample_batch(
         )
     key_domain, key_start = jax.random.split(key)
     if exact:
-        ends = jnp.cumsum(domain_counts(weights, batch_size))
+        ends = jnp.cumsum(domain_counts(weights, batch_size, jax.random.fold_in(key_domain, 1)))
         domains = jnp.searchsorted(ends, jnp.arange(batch_size), side="right")
         domains = jax.random.permutation(key_domain, domains)
     else:

@@ -29,6 +29,7 @@ at ``steps``. A batched function returns a vector [q] of final values or an arra
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
@@ -185,20 +186,30 @@ def _train_groups(obj: Objective, w, m, s, keys, checkpoints) -> tuple[np.ndarra
 
 
 def host_evaluate(obj: Objective, checkpoints: Sequence[int], dtype) -> Callable:
-    """A jittable ``(proposal, key) -> (final [], curve [C])`` that runs ``obj`` on the host
-    (``jax.pure_callback``; under ``vmap`` a batched objective gets the whole batch)."""
+    """A jittable ``(proposal, key, train) -> (final [], curve [C])`` that runs ``obj`` on the
+    host (``jax.pure_callback``; under ``vmap`` a batched objective gets the whole batch). A
+    run whose ``train`` is False (past the budget) is not trained: NaN."""
     checkpoints = tuple(int(c) for c in checkpoints)
     C = len(checkpoints)
 
-    def on_host(w, m, s, key_data):
+    def on_host(w, m, s, key_data, train, impl):
         w, m, s = np.asarray(w, np.float64), np.asarray(m), np.asarray(s)
         batch_shape = m.shape
         w, m, s = w.reshape(-1, w.shape[-1]), m.reshape(-1), s.reshape(-1)
-        keys = jax.random.wrap_key_data(np.asarray(key_data).reshape(-1, key_data.shape[-1]))
+        train = np.broadcast_to(np.asarray(train, bool), batch_shape).reshape(-1)
+        key_data = np.asarray(key_data)
+        keys = jax.random.wrap_key_data(
+            key_data.reshape(m.shape[0], *key_data.shape[len(batch_shape) :]), impl=impl
+        )
+        finals, curves = np.full(m.shape[0], np.nan), np.full((m.shape[0], C), np.nan)
+        rows = np.flatnonzero(train)
         # on XLA's callback thread the caller's `jax.enable_x64` scope does not hold: restore it
         with jax.enable_x64(wide):
             try:
-                finals, curves = _train_groups(obj, w, m, s, keys, checkpoints)
+                if rows.size:
+                    finals[rows], curves[rows] = _train_groups(
+                        obj, w[rows], m[rows], s[rows], keys[rows], checkpoints
+                    )
             except BaseException as error:
                 # the campaign raises it in place of JAX's error
                 host_errors.record(obj.train_and_eval, error)
@@ -220,7 +231,7 @@ def host_evaluate(obj: Objective, checkpoints: Sequence[int], dtype) -> Callable
     def _unwire(x):
         return jax.lax.bitcast_convert_type(x, jnp.float64) if wide else x.astype(dtype)
 
-    def evaluate(proposal: Proposal, key):
+    def evaluate(proposal: Proposal, key, train=True):
         wire = jnp.uint32 if wide else jnp.float32
         tail = (2,) if wide else ()
         shapes = (
@@ -228,12 +239,14 @@ def host_evaluate(obj: Objective, checkpoints: Sequence[int], dtype) -> Callable
             jax.ShapeDtypeStruct((C, *tail), wire),
         )
         final, curve = jax.pure_callback(
-            on_host,
+            # the key's own implementation (threefry, rbg, ...): its data alone cannot say
+            functools.partial(on_host, impl=jax.random.key_impl(key)),
             shapes,
             proposal.mixture,
             proposal.scale,
             proposal.steps,
             jax.random.key_data(key),
+            jnp.asarray(train, bool),
             vmap_method="broadcast_all" if obj.batched else "sequential",
         )
         return _unwire(final), _unwire(curve)

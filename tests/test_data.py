@@ -87,6 +87,43 @@ def test_domain_counts_properties(raw, batch_size):
         assert remainder[up].min() >= remainder[down & (w > 0)].max() - 1e-3
 
 
+@settings(max_examples=40, deadline=None)
+@given(
+    raw=st.lists(st.one_of(st.just(0.0), st.floats(1e-3, 1.0)), min_size=4, max_size=4).filter(
+        lambda r: sum(r) > 0
+    ),
+    batch_size=st.integers(1, 4096),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_domain_counts_with_a_key_round_at_random_and_keep_the_sum(raw, batch_size, seed):
+    w = np.asarray(raw) / np.sum(raw)
+    counts = np.asarray(
+        jax.jit(data.domain_counts)(jnp.asarray(w, jnp.float32), batch_size, jax.random.key(seed))
+    )
+    ideal = w * batch_size
+    assert counts.dtype == np.int32 and counts.sum() == batch_size
+    assert (counts >= 0).all() and (np.abs(counts - ideal) < 1 + 1e-3).all()
+    assert (counts[w == 0] == 0).all()
+
+
+def test_every_domain_gets_its_share_over_many_batches_even_below_one_row():
+    """Largest-remainder rounding gave a domain whose share of a batch is below one row the same
+    count in every batch: 0.03 at batch 16, or the second domain at batch 1, never got a row,
+    so a training run saw another mixture than the one asked for."""
+    keys = jax.random.split(jax.random.key(11), 20_000)
+    for weights, batch_size in (([0.97, 0.03], 16), ([0.6, 0.4], 1), ([0.5, 0.3, 0.0, 0.2], 7)):
+        w = jnp.asarray(weights)
+        draw = jax.vmap(lambda k, w=w, b=batch_size: data.domain_counts(w, b, k))
+        mean_share = np.asarray(draw(keys)).mean(axis=0) / batch_size
+        np.testing.assert_allclose(mean_share, weights, atol=0.01)
+    streams = coded_streams()
+    rows = jax.vmap(lambda k: sample(streams, jnp.array([0.97, 0.03, 0.0]), k, 16, SEQ_LEN))(
+        keys[:2000]
+    )
+    share = np.bincount(check_windows(rows).ravel(), minlength=3) / rows[..., 0].size
+    np.testing.assert_allclose(share, [0.97, 0.03, 0.0], atol=0.005)
+
+
 # --- sample_batch ------------------------------------------------------------------------------
 
 

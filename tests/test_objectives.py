@@ -74,6 +74,27 @@ def test_run_campaign_and_sweep_call_the_training_function_on_the_host(world, tr
         np.testing.assert_array_equal(swept.proposals.mixture, plain.proposals.mixture)
 
 
+def test_a_campaign_never_trains_a_run_past_its_budget(world, truth):
+    """run_campaign and sweep called the training function for every ask of the scan, also
+    those past the budget (inactive rows, thrown away): 8 trained runs for a budget of 3, or
+    6 target runs of compute for a budget of 1. A key of another PRNG implementation (rbg)
+    failed on the host ("expected key_data.shape to end with (2,)")."""
+    train, train_batch, calls = _host_truth(truth, checkpoints=())
+    strategy = rj.random_search(world.space)
+    with jax.enable_x64(True):
+        trace = rj.run_campaign(strategy, rj.objective(train), 3.0, jax.random.key(0), num_asks=8)
+        assert int(trace.active.sum()) == 3 and len(calls) == 3
+        calls.clear()
+        keys = jax.random.split(jax.random.key(1), 4)
+        for batched, fn in ((True, train_batch), (False, train)):
+            swept = rj.sweep(strategy, rj.objective(fn, batched=batched), 2.5, keys, num_asks=6)
+            trained = sum(c[2][0] if batched else 1 for c in calls)
+            assert trained == int(swept.active.sum()) == 4 * 2, (batched, calls)
+            calls.clear()
+        rbg = rj.run_campaign(strategy, rj.objective(train), 2.0, jax.random.key(0, impl="rbg"))
+        assert np.isfinite(rbg.values).all() and len(calls) == 2
+
+
 def test_run_loop_trains_each_round_grouped_by_fidelity_and_keeps_the_budget(world, truth):
     train, train_batch, calls = _host_truth(truth)
     with jax.enable_x64(True):
@@ -254,3 +275,39 @@ def test_each_campaign_gets_its_own_training_exception_and_keeps_none(world):
         lambda: rj.run_campaign(strategy, rj.objective(train), 2.0, jax.random.key(0)).values
     )()
     assert np.all(np.asarray(values)[:2] == 3.0) and len(calls) == 2
+
+
+def test_held_runs_are_retired_when_told_and_a_late_divergence_teaches_nothing(world):
+    """A run folded in with hold was filed under the state's count, not its own index, so
+    telling it later never retired it: it stayed pending (held at the data's mean) for good,
+    and observe counted it as asked twice. A curve finite at its checkpoints and NaN at its end
+    (a run that diverged late) put its early points into the GP, although a diverged run
+    teaches nothing (as in a ledger)."""
+    from recipes_jax.strategies.base import make_proposal
+
+    space = world.space
+    with jax.enable_x64(True):
+        strategy = shared(space, "mfms_bo")
+        hold, tell, observe = (jax.jit(f) for f in (strategy.hold, strategy.tell, strategy.observe))
+        state = strategy.init(jax.random.key(0))
+        runs = [make_proposal(space, jnp.eye(5)[i], 150.0, 13_000, 7) for i in range(3)]
+        for run in runs:
+            state = hold(state, run)
+        assert int(state.num_asked) == 3 and int(state.pending.active.sum()) == 3
+        state = tell(state, runs[1], 3.0)  # the held run, told as it was held
+        assert int(state.pending.active.sum()) == 2 and int(state.obs.count) == 1
+        state = observe(state, runs[0], 3.1)  # a held run, observed: not counted again
+        assert int(state.num_asked) == 3 and int(state.pending.active.sum()) == 1
+        assert int(state.obs.count) == 2
+        state = observe(state, make_proposal(space, jnp.full(5, 0.2), 20.0, 100, 0), 4.0)
+        assert int(state.num_asked) == 4 and int(state.pending.active.sum()) == 1
+        # diverged at the end: none of its curve is learned, and it is no longer pending
+        steps = jnp.asarray([*strategy.checkpoints, 13_000], jnp.int32)
+        values = jnp.where(steps < 13_000, 3.0, jnp.nan)
+        count = int(state.obs.count)
+        state = tell(state, runs[2], rj.LearningCurve(steps, values))
+        assert int(state.obs.count) == count and int(state.pending.active.sum()) == 0
+        # finite at its end: every point up to its steps is learned
+        run = make_proposal(space, jnp.full(5, 0.2), 150.0, 13_000, 9)
+        state = observe(state, run, rj.LearningCurve(steps, jnp.where(steps <= 13_000, 3.0, 9.0)))
+        assert int(state.obs.count) == count + int(jnp.sum(steps <= 13_000))

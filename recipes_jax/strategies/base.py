@@ -122,12 +122,16 @@ def curve_points(proposal: Proposal, value) -> tuple[jax.Array, jax.Array]:
 
     A scalar is one observation at ``proposal.steps``; a :class:`LearningCurve` gives every
     checkpoint at or below ``proposal.steps`` (later ones, and non-finite values, come back
-    as NaN, which the GP buffer skips).
+    as NaN, which the GP buffer skips). A run that diverged (its curve has no finite value at
+    ``proposal.steps``, only NaN or infinite ones) teaches nothing: its finite earlier points
+    come back as NaN too, as a diverged run's do in a ledger.
     """
     if isinstance(value, LearningCurve):
         steps = jnp.asarray(value.steps, jnp.int32)
         values = jnp.asarray(value.values)
-        return steps, jnp.where(steps <= proposal.steps, values, jnp.nan)
+        at_end = steps == proposal.steps  # the final value, and a checkpoint there may be
+        diverged = jnp.any(at_end) & ~jnp.any(at_end & jnp.isfinite(values))
+        return steps, jnp.where((steps <= proposal.steps) & ~diverged, values, jnp.nan)
     value = _scalar(value)
     return proposal.steps[None], value[None]
 

@@ -466,16 +466,35 @@ def bayes_opt(
             initial_spent=jnp.where(state.num_asked + 1 == num_initial, spent, state.initial_spent),
         )
 
+    def _retired(state: BOState, proposal: Proposal) -> jax.Array:
+        """The pending entry [max_pending] (bool) that telling ``proposal`` retires: the one
+        filed under its index (asked here); else a run folded in with ``hold``, filed under
+        this state's count, found as the first pending one at the same (mixture, scale,
+        steps)."""
+        by_index = state.pending.active & (state.pending.index == proposal.index)
+        w = proposal.mixture
+        x = space.encode(w, proposal.scale, proposal.steps).astype(w.dtype)
+        same_run = state.pending.active & jnp.all(
+            state.pending.x == x.astype(state.pending.x.dtype), axis=-1
+        )
+        first = jnp.arange(max_pending) == jnp.argmax(same_run)
+        return jnp.where(jnp.any(by_index), by_index, same_run & first)
+
     def hold(state: BOState, proposal: Proposal) -> BOState:
         """Fold in a run proposed elsewhere and not finished (a ledger's pending run): it
-        counts as asked and is held at the data's mean until told (kriging believer)."""
+        counts as asked and is held at the data's mean until told (kriging believer). Tell it
+        the same proposal once it finishes (it is found by its mixture, scale and steps)."""
         return enter_pending(state, proposal, jnp.asarray(jnp.nan, state.obs.y.dtype))
 
     def observe(state: BOState, proposal: Proposal, value) -> BOState:
         """Fold in a finished run that was not asked through this state (a ledger's run): it
-        counts as asked, then is told ``value`` (non-finite values are kept out of the GP)."""
-        index = state.num_asked
-        state = hold(state, proposal)
+        counts as asked, then is told ``value`` (non-finite values are kept out of the GP). A
+        run held with ``hold`` (the same mixture, scale and steps) is told instead: it was
+        counted as asked then."""
+        held = jnp.any(_retired(state, proposal._replace(index=-1)))
+        index = jnp.where(held, -1, state.num_asked)  # -1: no index, found as the same run
+        counted = hold(state, proposal)
+        state = jax.tree_util.tree_map(lambda a, b: jnp.where(held, a, b), state, counted)
         return tell(state, proposal._replace(index=index), value)
 
     def recommendation(params, obs, num_told):
@@ -511,8 +530,7 @@ def bayes_opt(
         overflow = jnp.sum(jnp.isfinite(y)) - (capacity - state.obs.count)
         obs = gp.evict(state.obs, overflow, jnp.sum(state.obs.x[:, K:], axis=1))
         obs = gp.append(obs, x, y)
-        done = state.pending.index == proposal.index
-        pending = state.pending._replace(active=state.pending.active & ~done)
+        pending = state.pending._replace(active=state.pending.active & ~_retired(state, proposal))
         mixture, mean = recommendation(state.params, obs, state.num_told + 1)
         has_data = obs.count > 0
         return state._replace(
