@@ -187,7 +187,7 @@ def domain_counts(weights: jax.Array, batch_size: int, key: jax.Array | None = N
     are floored after a shift by one uniform draw), so each count's expectation is exactly
     ``w_k * batch_size``: over many batches each domain gets its share (0.03 at batch 16: one
     row in 48% of batches, none in the rest). A whole ``w_k * batch_size`` is still exact in
-    every batch (up to float32 rounding of the cumulative counts). :func:`sample_batch` rounds
+    every batch (up to float32 rounding of the remainders). :func:`sample_batch` rounds
     this way.
 
     Args:
@@ -201,16 +201,22 @@ def domain_counts(weights: jax.Array, batch_size: int, key: jax.Array | None = N
       int32 ``[K]`` row counts.
     """
     w = _normalized(weights)
-    size = jnp.asarray(batch_size, jnp.float32)
-    ideal = w * size
+    ideal = w * jnp.asarray(batch_size, jnp.float32)
     base = jnp.floor(ideal)
+    short = jnp.maximum(jnp.asarray(batch_size, jnp.int32) - jnp.sum(base.astype(jnp.int32)), 0)
     if key is not None:
-        # the last edge is the batch size itself, so float32 sums cannot lose or add a row
-        edges = jnp.cumsum(ideal).at[-1].set(size)
-        edges = jnp.floor(edges + jax.random.uniform(key, (), jnp.float32))
-        return jnp.diff(edges, prepend=jnp.zeros((1,), edges.dtype)).astype(jnp.int32)
+        # the rows left over (fewer than K) go by systematic sampling over the remainders:
+        # small numbers, so float32 loses nothing that matters; the edges are clipped to
+        # [0, short], and from the last domain of positive weight on they are exactly
+        # `short`, so the counts sum to batch_size and a weight of 0 never gets a row
+        remainder = jnp.where(w > 0, ideal - base, 0.0)
+        edges = jnp.floor(jnp.cumsum(remainder) + jax.random.uniform(key, (), jnp.float32))
+        edges = jnp.clip(edges.astype(jnp.int32), 0, short)
+        last = w.shape[0] - 1 - jnp.argmax((w > 0)[::-1])
+        edges = jnp.where(jnp.arange(w.shape[0]) >= last, short, jax.lax.cummax(edges))
+        extra = jnp.diff(edges, prepend=jnp.zeros((1,), edges.dtype))
+        return base.astype(jnp.int32) + extra
     remainder = jnp.where(w > 0, ideal - base, -1.0)
-    short = jnp.asarray(batch_size, jnp.int32) - jnp.sum(base.astype(jnp.int32))
     order = jnp.argsort(-remainder, stable=True)
     rank = jnp.zeros_like(order).at[order].set(jnp.arange(order.shape[0], dtype=order.dtype))
     return base.astype(jnp.int32) + (rank < short).astype(jnp.int32)
