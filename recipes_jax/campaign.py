@@ -551,7 +551,10 @@ def _prepare_sweep(
     if per_device:
         # the one-device program, compiled for each device: the same bits as on one device.
         # Seeds go to the devices in global order; each process runs its own devices' share
-        fn = _sweep_fn(strategy, treedef, static, n, 1, batch, key_impl, with_progress, loops)
+        # options= as a keyword in both calls: the cache keys positional and keyword apart
+        fn = _sweep_fn(
+            strategy, treedef, static, n, 1, batch, key_impl, with_progress, loops, options=True
+        )
         chosen = tuple(jax.devices()[:num_devices])
         per = keys.shape[0] // num_devices
         # arrays made here, not Python floats: the devices' programs are called from worker

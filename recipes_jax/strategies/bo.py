@@ -441,11 +441,15 @@ def bayes_opt(
         proposal = make_proposal(space, w, scales, steps, state.num_asked, value)
         return proposal, enter_pending(state._replace(params=params), proposal, believed)
 
+    def pending_x(proposal: Proposal) -> jax.Array:
+        """The encoded run [D] a pending entry holds."""
+        w = proposal.mixture
+        return space.encode(w, proposal.scale, proposal.steps).astype(w.dtype)
+
     def enter_pending(state: BOState, proposal: Proposal, believed) -> BOState:
         """Count ``proposal`` as asked and hold it pending under index ``state.num_asked``
         (``proposal.index`` is not read)."""
-        w = proposal.mixture
-        x = space.encode(w, proposal.scale, proposal.steps).astype(w.dtype)
+        x = pending_x(proposal)
         # a design run has no believed value yet: hold it at the current mean of the data
         believed = jnp.where(jnp.isfinite(believed), believed, gp.standardization(state.obs)[0])
         # first free slot; when all are taken the run is simply not believed (dropped write)
@@ -472,11 +476,8 @@ def bayes_opt(
         this state's count, found as the first pending one at the same (mixture, scale,
         steps)."""
         by_index = state.pending.active & (state.pending.index == proposal.index)
-        w = proposal.mixture
-        x = space.encode(w, proposal.scale, proposal.steps).astype(w.dtype)
-        same_run = state.pending.active & jnp.all(
-            state.pending.x == x.astype(state.pending.x.dtype), axis=-1
-        )
+        x = pending_x(proposal).astype(state.pending.x.dtype)
+        same_run = state.pending.active & jnp.all(state.pending.x == x, axis=-1)
         first = jnp.arange(max_pending) == jnp.argmax(same_run)
         return jnp.where(jnp.any(by_index), by_index, same_run & first)
 
